@@ -1,0 +1,31 @@
+"""The one Celery configuration every service uses, gateway included."""
+
+from celery import Celery
+
+from facerec_common.names import TASK_QUEUES
+
+
+def make_celery(main: str, redis_url: str) -> Celery:
+    app = Celery(main, broker=redis_url, set_as_current=False)
+    app.conf.update(
+        # Binary payloads (crops, vectors) travel as msgpack bytes: no pickle, no JSON floats.
+        task_serializer="msgpack",
+        accept_content=["msgpack"],
+        result_serializer="msgpack",
+        # Results go to the job record in Redis, never to Celery's result backend.
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        # A task is acknowledged only once done, and redelivered if its worker dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_routes={name: {"queue": str(queue)} for name, queue in TASK_QUEUES.items()},
+        task_default_queue="detect",
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        worker_enable_remote_control=False,
+    )
+    return app

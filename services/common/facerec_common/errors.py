@@ -1,0 +1,96 @@
+"""Domain errors, free of HTTP.
+
+Workers raise these; only the gateway maps them to status codes and problem+json. Each
+carries a stable ``code`` (the problem type's slug) and whether retrying could help.
+"""
+
+from typing import ClassVar
+
+
+class FaceRecError(Exception):
+    """Base of every error the service reports to a client."""
+
+    code: ClassVar[str] = "error"
+    title: ClassVar[str] = "Error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(FaceRecError):
+    code = "invalid-input"
+    title = "Invalid input"
+
+
+class EmptyImage(InvalidInput):
+    code = "empty-image"
+    title = "Empty image"
+
+
+class ImageUndecodable(InvalidInput):
+    code = "image-undecodable"
+    title = "Image cannot be decoded"
+
+
+class UnsupportedImageType(InvalidInput):
+    code = "unsupported-image-type"
+    title = "Unsupported image type"
+
+
+class ImageTooLarge(InvalidInput):
+    code = "image-too-large"
+    title = "Image too large"
+
+
+class TooManyPixels(InvalidInput):
+    code = "too-many-pixels"
+    title = "Image has too many pixels"
+
+
+class NotFound(FaceRecError):
+    code = "not-found"
+    title = "Not found"
+
+
+class IdentityNotFound(NotFound):
+    code = "identity-not-found"
+    title = "Identity not found"
+
+
+class NoFaceFound(InvalidInput):
+    code = "no-face"
+    title = "No face found"
+
+
+class IndexUnavailable(FaceRecError):
+    code = "index-unavailable"
+    title = "Face index unavailable"
+    retryable = True
+
+
+class ModelFileMismatch(FaceRecError):
+    """A model file's sha256 differs from the pack's manifest: refuse to serve with it."""
+
+    code = "model-file-mismatch"
+    title = "Model file does not match its checksum"
+
+
+ERRORS_BY_CODE: dict[str, type[FaceRecError]] = {
+    cls.code: cls
+    for cls in (
+        FaceRecError,
+        InvalidInput,
+        EmptyImage,
+        ImageUndecodable,
+        UnsupportedImageType,
+        ImageTooLarge,
+        TooManyPixels,
+        NotFound,
+        IdentityNotFound,
+        NoFaceFound,
+        IndexUnavailable,
+        ModelFileMismatch,
+    )
+}

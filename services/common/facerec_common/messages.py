@@ -1,0 +1,108 @@
+"""The message that travels detect -> embed -> index, and the job results it produces.
+
+One message type for the whole pipeline: each stage fills in its part (faces and crops,
+then vectors) and passes it on as msgpack. Image bytes never travel in it: the job's images
+wait in Redis under keys the message names implicitly (job id and image index).
+"""
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobKind(StrEnum):
+    DETECT = "detect"
+    RECOGNIZE = "recognize"
+    ENROLL = "enroll"
+    VERIFY = "verify"
+
+
+class Refusal(StrEnum):
+    """Why an image yielded no usable face (enrol and verify report these per image)."""
+
+    NO_FACE = "no_face"
+    SEVERAL_FACES = "several_faces"
+    TOO_SMALL = "too_small"
+
+
+class JobParams(BaseModel):
+    collection: str | None = None
+    identity_id: str | None = None
+    threshold: float | None = None
+    top_k: int = 1
+    max_faces: int | None = None
+    largest_face: bool = False
+
+
+class ImageRef(BaseModel):
+    index: int
+    name: str
+    width: int = 0
+    height: int = 0
+    refused: Refusal | None = None
+
+
+class DetectedFace(BaseModel):
+    image: int
+    bbox: list[float]
+    landmarks: list[list[float]]
+    det_score: float
+    # Faces smaller than the minimum size are reported but neither embedded nor matched.
+    too_small: bool = False
+
+    @property
+    def size(self) -> float:
+        return min(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1])
+
+
+class PipelineMessage(BaseModel):
+    job_id: str
+    kind: JobKind
+    tenant: str
+    params: JobParams = Field(default_factory=JobParams)
+    images: list[ImageRef]
+    faces: list[DetectedFace] = Field(default_factory=list)
+    # uint8 crops, one per face that is not too small, in the order of ``faces``.
+    crops: bytes = b""
+    model: str | None = None
+    dim: int = 0
+    # float32 vectors, one per crop.
+    vectors: bytes = b""
+    default_threshold: float | None = None
+
+    def embedded_faces(self) -> list[DetectedFace]:
+        """The faces that have a crop (and later a vector), in crop order."""
+        return [face for face in self.faces if not face.too_small]
+
+    def to_task(self) -> dict[str, Any]:
+        return self.model_dump(mode="python")
+
+
+class AdminOp(StrEnum):
+    COUNT = "count"
+    DELETE_IDENTITY = "delete_identity"
+    DELETE_COLLECTION = "delete_collection"
+
+
+class AdminMessage(BaseModel):
+    """A request to the indexer that carries no image: counts and erasure."""
+
+    job_id: str
+    op: AdminOp
+    tenant: str
+    collection: str | None = None
+    identity_id: str | None = None
+
+    def to_task(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def face_json(face: DetectedFace) -> dict[str, Any]:
+    """How a detected face appears in every job result."""
+    return {
+        "bbox": [round(v, 2) for v in face.bbox],
+        "landmarks": [[round(x, 2), round(y, 2)] for x, y in face.landmarks],
+        "det_score": round(face.det_score, 4),
+        "too_small": face.too_small,
+    }

@@ -1,0 +1,68 @@
+"""Queue names, task names and Redis keys: the contract between the services.
+
+The gateway sends tasks by these names and never imports worker code, so renaming one
+here is a protocol change for every service at once.
+"""
+
+from enum import StrEnum
+
+
+class Queue(StrEnum):
+    """One queue per pipeline stage; each worker consumes only its own."""
+
+    DETECT = "detect"
+    EMBED = "embed"
+    INDEX = "index"
+
+
+class Task(StrEnum):
+    DETECT = "facerec.detect"
+    EMBED = "facerec.embed"
+    INDEX_FACES = "facerec.index.faces"
+    INDEX_ADMIN = "facerec.index.admin"
+
+
+TASK_QUEUES: dict[str, Queue] = {
+    Task.DETECT: Queue.DETECT,
+    Task.EMBED: Queue.EMBED,
+    Task.INDEX_FACES: Queue.INDEX,
+    Task.INDEX_ADMIN: Queue.INDEX,
+}
+
+PREFIX = "facerec"
+
+# Workers announce completion of every job on this channel; the gateway holds a single
+# subscription and wakes only the requests that wait for that job.
+JOBS_DONE_CHANNEL = f"{PREFIX}:jobs:done"
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}"
+
+
+def image_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}:img:{job_id}:{index}"
+
+
+def heartbeat_key(queue: str, hostname: str) -> str:
+    return f"{PREFIX}:heartbeat:{queue}:{hostname}"
+
+
+def heartbeat_pattern(queue: str) -> str:
+    return f"{PREFIX}:heartbeat:{queue}:*"
+
+
+def collections_key(tenant: str) -> str:
+    """Set of the tenant's collection (gallery) names."""
+    return f"{PREFIX}:t:{tenant}:collections"
+
+
+def identities_key(tenant: str, collection: str) -> str:
+    """Sorted set of identity ids of one collection, all with score 0, so that ids (which
+    start with a timestamp) come back in creation order and serve as pagination cursors."""
+    return f"{PREFIX}:t:{tenant}:c:{collection}:identities"
+
+
+def identity_key(tenant: str, collection: str, identity_id: str) -> str:
+    """Hash with one identity's record: name, metadata (JSON), created_at, state."""
+    return f"{PREFIX}:t:{tenant}:c:{collection}:identity:{identity_id}"

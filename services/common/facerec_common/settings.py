@@ -1,0 +1,39 @@
+"""Settings every service shares. Each service subclasses with its own env prefix.
+
+Shared keys use the plain ``FACEREC_`` prefix (``FACEREC_REDIS_URL``), so one value in an
+``.env`` file reaches every service; a service's own keys use ``FACEREC_<SERVICE>_``.
+"""
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def shared(name: str) -> AliasChoices:
+    """Env alias for a key that every service reads under the same name."""
+    return AliasChoices(f"FACEREC_{name.upper()}", name)
+
+
+class ImageLimits(BaseSettings):
+    """Limits on uploaded images, checked by the gateway and again by the detector."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    max_image_bytes: int = Field(10 * 1024 * 1024, gt=0, validation_alias=shared("max_image_bytes"))
+    # Checked from the image header before any pixel is decoded (decompression bombs).
+    max_image_pixels: int = Field(40_000_000, gt=0, validation_alias=shared("max_image_pixels"))
+
+
+class ServiceSettings(ImageLimits):
+    """Base of every service's settings class."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, env_nested_delimiter="__"
+    )
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=shared("redis_url"))
+    log_level: str = Field("INFO", validation_alias=shared("log_level"))
+    # How long a finished job's record (status and result) stays readable.
+    job_ttl_s: int = Field(24 * 3600, gt=0, validation_alias=shared("job_ttl_s"))
+    # Uploaded image bytes wait in Redis at most this long; a finished job deletes them at once.
+    image_ttl_s: int = Field(15 * 60, gt=0, validation_alias=shared("image_ttl_s"))
+    heartbeat_interval_s: float = Field(5.0, gt=0, validation_alias=shared("heartbeat_interval_s"))

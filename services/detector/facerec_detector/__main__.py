@@ -1,0 +1,3 @@
+from facerec_detector.worker import main
+
+main()

@@ -1,0 +1,108 @@
+"""The detect stage: find faces in each image of a job, apply the job kind's rules about
+how many faces it wants, align the ones to embed, and say what happens next."""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from facerec_common.codec import CROP_SIZE, pack_crops
+from facerec_common.errors import FaceRecError, NoFaceFound
+from facerec_common.worker import StageOutcome
+from facerec_common.messages import DetectedFace, JobKind, PipelineMessage, Refusal, face_json
+from facerec_detector.decode import decode_bgr
+from facerec_detector.model import FaceDetector, align
+from facerec_detector.settings import DetectorSettings
+
+
+class ImageExpired(FaceRecError):
+    code = "image-expired"
+    title = "Image expired"
+
+
+
+class DetectStage:
+    def __init__(self, detector: FaceDetector, settings: DetectorSettings) -> None:
+        self._detector = detector
+        self._settings = settings
+
+    def run(self, msg: PipelineMessage, load_image: Callable[[int], bytes | None]) -> StageOutcome:
+        faces: list[DetectedFace] = []
+        crops: list[npt.NDArray[np.uint8]] = []
+        max_faces = min(msg.params.max_faces or self._settings.max_faces, self._settings.max_faces)
+        for ref in msg.images:
+            data = load_image(ref.index)
+            if data is None:
+                raise ImageExpired(
+                    f"image {ref.name!r} is no longer stored (its time to live ran out)"
+                )
+            pixels = decode_bgr(data, self._settings)
+            ref.height, ref.width = pixels.shape[:2]
+            image_faces = self._faces(ref.index, pixels, max_faces)
+            chosen = self._choose(msg, ref.name, image_faces)
+            if msg.kind in (JobKind.ENROLL, JobKind.VERIFY):
+                refusal = self._refusal(image_faces, chosen, msg.params.largest_face)
+                if refusal is not None:
+                    if msg.kind is JobKind.VERIFY:
+                        raise NoFaceFound(f"image {ref.name!r}: {refusal.value.replace('_', ' ')}")
+                    ref.refused = refusal
+                    continue
+            faces.extend(chosen)
+            landmarks = np.array(
+                [f.landmarks for f in chosen if not f.too_small], dtype=np.float32
+            ).reshape(-1, 5, 2)
+            crops.append(align(pixels, landmarks))
+        msg.faces = faces
+        if msg.kind is JobKind.DETECT:
+            return StageOutcome(result=detect_result(msg))
+        all_crops = (
+            np.concatenate(crops)
+            if crops
+            else np.empty((0, CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
+        )
+        msg.crops = pack_crops(all_crops)
+        return StageOutcome(forward=msg)
+
+    def _faces(
+        self, image_index: int, pixels: npt.NDArray[np.uint8], max_faces: int
+    ) -> list[DetectedFace]:
+        found = self._detector.detect(pixels, max_faces)
+        faces = []
+        for box, score, points in zip(found.boxes, found.scores, found.landmarks, strict=True):
+            face = DetectedFace(
+                image=image_index,
+                bbox=[float(v) for v in box],
+                landmarks=[[float(x), float(y)] for x, y in points],
+                det_score=float(score),
+            )
+            face.too_small = face.size < self._settings.min_face_size
+            faces.append(face)
+        return faces
+
+    @staticmethod
+    def _choose(msg: PipelineMessage, name: str, faces: list[DetectedFace]) -> list[DetectedFace]:
+        """Enrol and verify use one face per image; detect and recognise use them all."""
+        if msg.kind in (JobKind.ENROLL, JobKind.VERIFY):
+            return faces[:1]  # the largest: faces come largest first
+        return faces
+
+    @staticmethod
+    def _refusal(
+        faces: list[DetectedFace], chosen: list[DetectedFace], largest_face: bool
+    ) -> Refusal | None:
+        if not faces:
+            return Refusal.NO_FACE
+        if len(faces) > 1 and not largest_face:
+            return Refusal.SEVERAL_FACES
+        if chosen[0].too_small:
+            return Refusal.TOO_SMALL
+        return None
+
+
+def detect_result(msg: PipelineMessage) -> dict[str, Any]:
+    image = msg.images[0]
+    return {
+        "image": {"width": image.width, "height": image.height},
+        "faces": [face_json(face) for face in msg.faces],
+    }

@@ -1,0 +1,41 @@
+"""The detector worker: consumes the ``detect`` queue, sends crops on to ``embed``."""
+
+import logging
+
+from facerec_common.jobs import JobWriter
+from facerec_common.messages import PipelineMessage
+from facerec_common.names import Queue, Task
+from facerec_common.worker import StageOutcome, configure_logging, run_worker, stage_app
+from facerec_detector.model import FaceDetector
+from facerec_detector.settings import DetectorSettings
+from facerec_detector.stage import DetectStage
+from facerec_runtime.packs import KNOWN_PACKS
+
+log = logging.getLogger(__name__)
+
+
+def load_stage(settings: DetectorSettings) -> DetectStage:
+    detector = FaceDetector(
+        pack=KNOWN_PACKS[settings.model_pack],
+        models_dir=settings.models_dir,
+        providers=settings.providers,
+        intra_op_threads=settings.intra_op_threads,
+        det_size=settings.det_size,
+        det_thresh=settings.det_thresh,
+    )
+    detector.warm_up()
+    log.info("detector ready: pack %s on %s", settings.model_pack, detector.providers)
+    return DetectStage(detector, settings)
+
+
+def main() -> None:
+    settings = DetectorSettings()
+    configure_logging(settings.log_level)
+    stage = load_stage(settings)
+
+    def run(msg: PipelineMessage, jobs: JobWriter) -> StageOutcome:
+        jobs.mark_running(msg.job_id)
+        return stage.run(msg, lambda index: jobs.load_image(msg.job_id, index))
+
+    app = stage_app("facerec-detector", settings, Task.DETECT, Task.EMBED, run)
+    run_worker(app, Queue.DETECT, settings)

@@ -1,0 +1,3 @@
+from facerec_embedder.worker import main
+
+main()

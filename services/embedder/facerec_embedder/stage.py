@@ -1,0 +1,40 @@
+"""The embed stage: crops to vectors; a verify job ends here, the others go on to index."""
+
+from typing import Any
+
+import numpy as np
+
+from facerec_common.codec import pack_vectors, unpack_crops
+from facerec_common.worker import StageOutcome
+from facerec_common.messages import JobKind, PipelineMessage, face_json
+from facerec_embedder.model import FaceEmbedder
+
+
+
+class EmbedStage:
+    def __init__(self, embedder: FaceEmbedder, default_threshold: float) -> None:
+        self._embedder = embedder
+        self._default_threshold = default_threshold
+
+    def run(self, msg: PipelineMessage) -> StageOutcome:
+        vectors = self._embedder.embed(unpack_crops(msg.crops))
+        if msg.kind is JobKind.VERIFY:
+            threshold = (
+                msg.params.threshold if msg.params.threshold is not None else self._default_threshold
+            )
+            similarity = float(np.dot(vectors[0], vectors[1]))
+            return StageOutcome(
+                result={
+                    "same": similarity >= threshold,
+                    "similarity": round(similarity, 4),
+                    "threshold": threshold,
+                    "model": self._embedder.name,
+                    "faces": [face_json(face) for face in msg.faces],
+                }
+            )
+        msg.crops = b""
+        msg.vectors = pack_vectors(vectors)
+        msg.model = self._embedder.name
+        msg.dim = self._embedder.dim
+        msg.default_threshold = self._default_threshold
+        return StageOutcome(forward=msg)

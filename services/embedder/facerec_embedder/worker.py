@@ -1,0 +1,41 @@
+"""The embedder worker: consumes the ``embed`` queue, sends vectors on to ``index``."""
+
+import logging
+
+from facerec_common.jobs import JobWriter
+from facerec_common.messages import PipelineMessage
+from facerec_common.names import Queue, Task
+from facerec_common.worker import StageOutcome, configure_logging, run_worker, stage_app
+from facerec_embedder.model import FaceEmbedder
+from facerec_embedder.settings import EmbedderSettings
+from facerec_embedder.stage import EmbedStage
+from facerec_runtime.packs import KNOWN_PACKS
+
+log = logging.getLogger(__name__)
+
+
+def load_stage(settings: EmbedderSettings) -> EmbedStage:
+    pack = KNOWN_PACKS[settings.model_pack]
+    embedder = FaceEmbedder(
+        pack=pack,
+        models_dir=settings.models_dir,
+        providers=settings.providers,
+        intra_op_threads=settings.intra_op_threads,
+        batch_size=settings.batch_size,
+    )
+    embedder.warm_up()
+    log.info("embedder ready: %s (%d-d) on %s", embedder.name, embedder.dim, embedder.providers)
+    threshold = settings.threshold if settings.threshold is not None else pack.default_threshold
+    return EmbedStage(embedder, threshold)
+
+
+def main() -> None:
+    settings = EmbedderSettings()
+    configure_logging(settings.log_level)
+    stage = load_stage(settings)
+
+    def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
+        return stage.run(msg)
+
+    app = stage_app("facerec-embedder", settings, Task.EMBED, Task.INDEX_FACES, run)
+    run_worker(app, Queue.EMBED, settings)

@@ -1,0 +1,98 @@
+"""What the indexer asks of a vector index, whichever Qdrant runs it.
+
+One Qdrant collection per recognition model (vectors of different models are not
+comparable); galleries and identities are payload fields with payload indexes, the tenant
+field marked as the tenant key (Qdrant's multitenancy pattern). Every query, count and
+delete is scoped by tenant and gallery, so no call can reach another tenant's faces.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+COLLECTION_PREFIX = "faces_"
+
+# Payload fields every point carries; the first three are indexed.
+TENANT = "tenant"
+COLLECTION = "collection"
+IDENTITY = "identity_id"
+INDEXED_FIELDS = (TENANT, COLLECTION, IDENTITY)
+
+
+def collection_name(model: str) -> str:
+    return f"{COLLECTION_PREFIX}{model}"
+
+
+@dataclass(frozen=True)
+class Scope:
+    tenant: str
+    collection: str | None = None
+    identity_id: str | None = None
+
+    def conditions(self) -> list[tuple[str, str]]:
+        pairs = [(TENANT, self.tenant)]
+        if self.collection is not None:
+            pairs.append((COLLECTION, self.collection))
+        if self.identity_id is not None:
+            pairs.append((IDENTITY, self.identity_id))
+        return pairs
+
+
+@dataclass(frozen=True)
+class FacePoint:
+    id: str
+    vector: npt.NDArray[np.float32]
+    tenant: str
+    collection: str
+    identity_id: str
+    extra: dict[str, Any]
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            TENANT: self.tenant,
+            COLLECTION: self.collection,
+            IDENTITY: self.identity_id,
+        }
+
+
+@dataclass(frozen=True)
+class Hit:
+    point_id: str
+    identity_id: str
+    score: float
+
+
+class FaceIndex(ABC):
+    @abstractmethod
+    def upsert(self, model: str, dim: int, points: Sequence[FacePoint]) -> None:
+        """Insert or overwrite points; the same id twice leaves one point."""
+
+    @abstractmethod
+    def search(
+        self, model: str, vectors: npt.NDArray[np.float32], scope: Scope, limit: int
+    ) -> list[list[Hit]]:
+        """For each vector, the ``limit`` nearest points in scope, best first (cosine)."""
+
+    @abstractmethod
+    def count(self, scope: Scope) -> int:
+        """Points in scope, over every model's collection."""
+
+    @abstractmethod
+    def delete(self, scope: Scope) -> None:
+        """Remove every point in scope, from every model's collection."""
+
+    @abstractmethod
+    def models(self) -> list[str]:
+        """Models that have a collection."""
+
+    def ping(self) -> dict[str, Any]:
+        """Cheap liveness facts for readiness checks; raises if the index cannot answer."""
+        return {"index_ok": True, "models": self.models()}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files or connections."""

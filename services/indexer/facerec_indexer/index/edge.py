@@ -1,0 +1,128 @@
+"""The embedded backend: Qdrant Edge, Qdrant's in-process engine with real HNSW.
+
+Each model's collection is one Edge shard in its own folder under the data directory.
+A shard belongs to one process, so exactly one indexer process may open the folder.
+"""
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import qdrant_edge as qe
+
+from facerec_indexer.index.base import (
+    COLLECTION_PREFIX,
+    INDEXED_FIELDS,
+    TENANT,
+    FaceIndex,
+    FacePoint,
+    Hit,
+    Scope,
+    collection_name,
+)
+
+log = logging.getLogger(__name__)
+
+
+class EdgeIndex(FaceIndex):
+    def __init__(self, root: Path, optimize_after_updates: int = 2000) -> None:
+        self._root = root
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._shards: dict[str, qe.EdgeShard] = {}
+        self._optimize_after = optimize_after_updates
+        self._updates_since_optimize = 0
+        for folder in sorted(root.glob(f"{COLLECTION_PREFIX}*")):
+            if folder.is_dir():
+                model = folder.name.removeprefix(COLLECTION_PREFIX)
+                self._shards[model] = qe.EdgeShard.load(str(folder))
+                # Build HNSW over whatever the last run appended, before serving queries.
+                self._shards[model].optimize()
+
+    def _shard(self, model: str, dim: int) -> qe.EdgeShard:
+        shard = self._shards.get(model)
+        if shard is None:
+            config = qe.EdgeConfig(
+                vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+            )
+            shard = qe.EdgeShard.create(str(self._root / collection_name(model)), config)
+            for field in INDEXED_FIELDS:
+                params = qe.KeywordIndexParams(is_tenant=field == TENANT)
+                shard.update(qe.UpdateOperation.create_field_index(field, params))
+            self._shards[model] = shard
+        return shard
+
+    @staticmethod
+    def _filter(scope: Scope) -> qe.Filter:
+        return qe.Filter(
+            must=[
+                qe.FieldCondition(key=key, match=qe.MatchValue(value))
+                for key, value in scope.conditions()
+            ]
+        )
+
+    def upsert(self, model: str, dim: int, points: Sequence[FacePoint]) -> None:
+        if not points:
+            return
+        shard = self._shard(model, dim)
+        shard.update(
+            qe.UpdateOperation.upsert_points(
+                [qe.Point(p.id, p.vector.tolist(), p.payload()) for p in points]
+            )
+        )
+        self._count_updates(shard, len(points))
+
+    def _count_updates(self, shard: qe.EdgeShard, n: int) -> None:
+        # Appended points are searched by brute force until the optimizer indexes them;
+        # run it in batches so that a large gallery gets its HNSW graph.
+        self._updates_since_optimize += n
+        if self._updates_since_optimize >= self._optimize_after:
+            shard.optimize()
+            self._updates_since_optimize = 0
+
+    def search(
+        self, model: str, vectors: npt.NDArray[np.float32], scope: Scope, limit: int
+    ) -> list[list[Hit]]:
+        shard = self._shards.get(model)
+        if shard is None or len(vectors) == 0:
+            return [[] for _ in vectors]
+        flt = self._filter(scope)
+        requests = [
+            qe.QueryRequest(
+                query=qe.Query.Nearest(vector.tolist()),
+                filter=flt,
+                limit=limit,
+                with_payload=True,
+            )
+            for vector in np.asarray(vectors, dtype=np.float32)
+        ]
+        results = shard.query_batch(qe.QueryBatchRequest(requests))
+        return [
+            [
+                Hit(point_id=str(p.id), identity_id=str((p.payload or {})["identity_id"]), score=p.score)
+                for p in points
+            ]
+            for points in results
+        ]
+
+    def count(self, scope: Scope) -> int:
+        flt = self._filter(scope)
+        return sum(
+            shard.count(qe.CountRequest(exact=True, filter=flt)) for shard in self._shards.values()
+        )
+
+    def delete(self, scope: Scope) -> None:
+        flt = self._filter(scope)
+        for shard in self._shards.values():
+            shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+            shard.flush()
+
+    def models(self) -> list[str]:
+        return sorted(self._shards)
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            shard.flush()
+            shard.close()
+        self._shards.clear()

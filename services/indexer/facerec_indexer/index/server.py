@@ -1,0 +1,124 @@
+"""The server backend: a Qdrant server (or cluster) through qdrant-client.
+
+Compose and Kubernetes use it. The tests run it against qdrant-client's local mode, which
+speaks the same API in-process; local mode is far too slow to be a default.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from qdrant_client import QdrantClient, models
+
+from facerec_indexer.index.base import (
+    COLLECTION_PREFIX,
+    INDEXED_FIELDS,
+    TENANT,
+    FaceIndex,
+    FacePoint,
+    Hit,
+    Scope,
+    collection_name,
+)
+
+
+class ServerIndex(FaceIndex):
+    def __init__(self, client: QdrantClient, replication_factor: int = 1) -> None:
+        self._client = client
+        self._replication_factor = replication_factor
+        self._known: set[str] = set()
+
+    def _ensure(self, model: str, dim: int) -> str:
+        name = collection_name(model)
+        if name in self._known or self._client.collection_exists(name):
+            self._known.add(name)
+            return name
+        self._client.create_collection(
+            name,
+            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            replication_factor=self._replication_factor,
+        )
+        for field in INDEXED_FIELDS:
+            self._client.create_payload_index(
+                name,
+                field_name=field,
+                field_schema=models.KeywordIndexParams(
+                    type=models.KeywordIndexType.KEYWORD, is_tenant=field == TENANT
+                ),
+            )
+        self._known.add(name)
+        return name
+
+    @staticmethod
+    def _filter(scope: Scope) -> models.Filter:
+        return models.Filter(
+            must=[
+                models.FieldCondition(key=key, match=models.MatchValue(value=value))
+                for key, value in scope.conditions()
+            ]
+        )
+
+    def upsert(self, model: str, dim: int, points: Sequence[FacePoint]) -> None:
+        if not points:
+            return
+        name = self._ensure(model, dim)
+        self._client.upsert(
+            name,
+            points=[
+                models.PointStruct(id=p.id, vector=p.vector.tolist(), payload=p.payload())
+                for p in points
+            ],
+            wait=True,
+        )
+
+    def search(
+        self, model: str, vectors: npt.NDArray[np.float32], scope: Scope, limit: int
+    ) -> list[list[Hit]]:
+        name = collection_name(model)
+        if len(vectors) == 0 or not self._client.collection_exists(name):
+            return [[] for _ in vectors]
+        flt = self._filter(scope)
+        responses = self._client.query_batch_points(
+            name,
+            requests=[
+                models.QueryRequest(
+                    query=vector.tolist(), filter=flt, limit=limit, with_payload=True
+                )
+                for vector in np.asarray(vectors, dtype=np.float32)
+            ],
+        )
+        return [
+            [
+                Hit(
+                    point_id=str(p.id),
+                    identity_id=str((p.payload or {})["identity_id"]),
+                    score=p.score,
+                )
+                for p in response.points
+            ]
+            for response in responses
+        ]
+
+    def count(self, scope: Scope) -> int:
+        flt = self._filter(scope)
+        return sum(
+            self._client.count(collection_name(m), count_filter=flt, exact=True).count
+            for m in self.models()
+        )
+
+    def delete(self, scope: Scope) -> None:
+        flt = self._filter(scope)
+        for model in self.models():
+            self._client.delete(
+                collection_name(model), points_selector=models.FilterSelector(filter=flt), wait=True
+            )
+
+    def models(self) -> list[str]:
+        return sorted(
+            c.name.removeprefix(COLLECTION_PREFIX)
+            for c in self._client.get_collections().collections
+            if c.name.startswith(COLLECTION_PREFIX)
+        )
+
+    def close(self) -> None:
+        self._client.close()

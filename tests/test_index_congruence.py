@@ -1,0 +1,112 @@
+"""One suite, both index backends: Qdrant Edge (embedded default) and a Qdrant server API
+(qdrant-client's local mode stands in for the server, which cannot run here)."""
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from qdrant_client import QdrantClient
+
+from facerec_indexer.index import FaceIndex, FacePoint, Scope
+from facerec_indexer.index.edge import EdgeIndex
+from facerec_indexer.index.server import ServerIndex
+
+DIM = 512
+MODEL = "test_model"
+
+
+@pytest.fixture(params=["edge", "server"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FaceIndex]:
+    backend: FaceIndex
+    if request.param == "edge":
+        backend = EdgeIndex(tmp_path / "edge", optimize_after_updates=50)
+    else:
+        backend = ServerIndex(QdrantClient(location=":memory:"))
+    yield backend
+    backend.close()
+
+
+def unit(rng: np.random.Generator, n: int) -> npt.NDArray[np.float32]:
+    v = rng.standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def point(
+    vector: npt.NDArray[np.float32], tenant: str, collection: str, identity: str, key: str
+) -> FacePoint:
+    pid = str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+    return FacePoint(pid, vector, tenant, collection, identity, {"image": key})
+
+
+def test_nearest_point_is_found_with_cosine_score(index: FaceIndex) -> None:
+    rng = np.random.default_rng(1)
+    vectors = unit(rng, 60)
+    index.upsert(MODEL, DIM, [point(v, "t", "c", f"id{i}", f"k{i}") for i, v in enumerate(vectors)])
+    hits = index.search(MODEL, vectors[[7, 31]], Scope("t", "c"), limit=3)
+    assert [h[0].identity_id for h in hits] == ["id7", "id31"]
+    assert hits[0][0].score == pytest.approx(1.0, abs=1e-4)
+    assert hits[0][1].score < 0.5  # random 512-d vectors are nearly orthogonal
+
+
+def test_upserting_the_same_id_twice_keeps_one_point(index: FaceIndex) -> None:
+    rng = np.random.default_rng(2)
+    v = unit(rng, 1)[0]
+    index.upsert(MODEL, DIM, [point(v, "t", "c", "a", "same")])
+    index.upsert(MODEL, DIM, [point(v, "t", "c", "a", "same")])
+    assert index.count(Scope("t", "c")) == 1
+
+
+def test_scope_separates_tenants_and_collections(index: FaceIndex) -> None:
+    rng = np.random.default_rng(3)
+    v = unit(rng, 3)
+    index.upsert(
+        MODEL,
+        DIM,
+        [
+            point(v[0], "t1", "c", "a", "1"),
+            point(v[1], "t2", "c", "a", "2"),
+            point(v[2], "t1", "other", "a", "3"),
+        ],
+    )
+    hits = index.search(MODEL, v[[1]], Scope("t1", "c"), limit=5)[0]
+    assert [h.point_id for h in hits] == [str(uuid.uuid5(uuid.NAMESPACE_URL, "1"))]
+    assert index.count(Scope("t1")) == 2
+    assert index.count(Scope("t2", "c")) == 1
+
+
+def test_delete_by_identity_then_collection_leaves_count_zero(index: FaceIndex) -> None:
+    rng = np.random.default_rng(4)
+    v = unit(rng, 4)
+    index.upsert(
+        MODEL,
+        DIM,
+        [point(v[i], "t", "c", "a" if i < 2 else "b", str(i)) for i in range(4)]
+        + [point(v[0], "t", "keep", "a", "kept")],
+    )
+    index.delete(Scope("t", "c", "a"))
+    assert index.count(Scope("t", "c", "a")) == 0
+    assert index.count(Scope("t", "c")) == 2
+    index.delete(Scope("t", "c"))
+    assert index.count(Scope("t", "c")) == 0
+    assert index.count(Scope("t", "keep")) == 1
+
+
+def test_search_in_an_unknown_model_finds_nothing(index: FaceIndex) -> None:
+    rng = np.random.default_rng(5)
+    assert index.search("never_used", unit(rng, 2), Scope("t", "c"), limit=3) == [[], []]
+    assert index.models() == []
+
+
+def test_edge_index_survives_a_restart(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    v = unit(rng, 120)
+    first = EdgeIndex(tmp_path / "edge", optimize_after_updates=100)
+    first.upsert(MODEL, DIM, [point(x, "t", "c", f"id{i}", str(i)) for i, x in enumerate(v)])
+    first.close()
+    again = EdgeIndex(tmp_path / "edge")
+    assert again.count(Scope("t", "c")) == 120
+    assert again.search(MODEL, v[[99]], Scope("t", "c"), limit=1)[0][0].identity_id == "id99"
+    again.close()
