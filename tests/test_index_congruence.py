@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from qdrant_client import QdrantClient
-
 from facerec_indexer.index import FaceIndex, FacePoint, Scope
 from facerec_indexer.index.edge import EdgeIndex
 from facerec_indexer.index.server import ServerIndex
+from qdrant_client import QdrantClient
 
 DIM = 512
 MODEL = "test_model"
@@ -31,7 +30,8 @@ def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FaceIndex]
 
 def unit(rng: np.random.Generator, n: int) -> npt.NDArray[np.float32]:
     v = rng.standard_normal((n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    normed: npt.NDArray[np.float32] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return normed
 
 
 def point(

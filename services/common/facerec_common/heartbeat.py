@@ -4,6 +4,7 @@
 round trip to the workers.
 """
 
+import contextlib
 import json
 import logging
 import threading
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def start_heartbeat(
-    client: "redis.Redis[bytes]",
+    client: redis.Redis,
     queue: str,
     hostname: str,
     interval_s: float,
@@ -47,10 +48,8 @@ def start_heartbeat(
             except redis.RedisError as exc:
                 log.warning("heartbeat to Redis failed: %s", exc)
             stop.wait(interval_s)
-        try:
+        with contextlib.suppress(redis.RedisError):
             client.delete(key)
-        except redis.RedisError:
-            pass
 
     threading.Thread(target=beat, name=f"heartbeat-{queue}", daemon=True).start()
     return stop

@@ -7,6 +7,7 @@ requests wake at once and nothing keeps the uploaded image after the job has end
 
 import json
 import time
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -34,15 +35,18 @@ def problem_of(error: FaceRecError, status: int | None = None) -> dict[str, Any]
 class JobWriter:
     """The workers' side of the job records."""
 
-    def __init__(self, client: "redis.Redis[bytes]", ttl_s: int) -> None:
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
         self._redis = client
         self._ttl_s = ttl_s
 
     def load_image(self, job_id: str, index: int) -> bytes | None:
-        return self._redis.get(image_key(job_id, index))
+        data = self._redis.get(image_key(job_id, index))
+        return data.encode() if isinstance(data, str) else data
 
     def mark_running(self, job_id: str) -> None:
-        self._redis.hset(job_key(job_id), mapping={"status": JobStatus.RUNNING, "updated_at": _now()})
+        self._redis.hset(
+            job_key(job_id), mapping={"status": JobStatus.RUNNING, "updated_at": _now()}
+        )
 
     def finish(self, job_id: str, result: dict[str, Any], image_count: int) -> None:
         self._end(job_id, {"status": JobStatus.DONE, "result": json.dumps(result)}, image_count)
@@ -50,7 +54,7 @@ class JobWriter:
     def fail(self, job_id: str, problem: dict[str, Any], image_count: int) -> None:
         self._end(job_id, {"status": JobStatus.FAILED, "error": json.dumps(problem)}, image_count)
 
-    def _end(self, job_id: str, fields: dict[str, str], image_count: int) -> None:
+    def _end(self, job_id: str, fields: Mapping[Any, Any], image_count: int) -> None:
         key = job_key(job_id)
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={**fields, "updated_at": _now()})

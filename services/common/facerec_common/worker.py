@@ -32,7 +32,7 @@ def configure_logging(level: str) -> None:
     )
 
 
-def redis_client(settings: ServiceSettings) -> "redis.Redis[bytes]":
+def redis_client(settings: ServiceSettings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url, health_check_interval=30)
 
 
@@ -48,11 +48,11 @@ def job_guard(task: Task, jobs: JobWriter, job_id: str, image_count: int) -> Ite
         yield
     except FaceRecError as exc:
         if exc.retryable and task.request.retries < MAX_RETRIES:
-            raise task.retry(exc=exc, countdown=2 ** task.request.retries) from exc
+            raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
         jobs.fail(job_id, problem_of(exc), image_count)
     except redis.ConnectionError as exc:
         if task.request.retries < MAX_RETRIES:
-            raise task.retry(exc=exc, countdown=2 ** task.request.retries) from exc
+            raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
         raise
     except Exception:
         log.exception("job %s failed in %s", job_id, task.name)

@@ -4,11 +4,10 @@ import io
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps
-
 from facerec_common.errors import ImageUndecodable
 from facerec_common.images import inspect_image
 from facerec_common.settings import ImageLimits
+from PIL import Image, ImageOps
 
 
 def decode_bgr(data: bytes, limits: ImageLimits) -> npt.NDArray[np.uint8]:

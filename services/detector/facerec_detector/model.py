@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from insightface.model_zoo import get_model
-from insightface.utils import face_align
-
 from facerec_common.codec import CROP_SIZE
 from facerec_runtime.packs import ModelPack, verified_path
 from facerec_runtime.sessions import available_providers, session_options
+from insightface.model_zoo import get_model
+from insightface.utils import face_align
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,9 @@ class FaceDetector:
         self.detect(np.zeros((self._size[1], self._size[0], 3), dtype=np.uint8), 1)
 
 
-def align(image: npt.NDArray[np.uint8], landmarks: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+def align(
+    image: npt.NDArray[np.uint8], landmarks: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
     """One 112x112 crop per face, aligned on its 5 landmarks (ArcFace's template)."""
     if len(landmarks) == 0:
         return np.empty((0, CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from facerec_common.codec import CROP_SIZE, pack_crops
 from facerec_common.errors import FaceRecError, NoFaceFound
-from facerec_common.worker import StageOutcome
 from facerec_common.messages import DetectedFace, JobKind, PipelineMessage, Refusal, face_json
+from facerec_common.worker import StageOutcome
+
 from facerec_detector.decode import decode_bgr
 from facerec_detector.model import FaceDetector, align
 from facerec_detector.settings import DetectorSettings
@@ -19,7 +19,6 @@ from facerec_detector.settings import DetectorSettings
 class ImageExpired(FaceRecError):
     code = "image-expired"
     title = "Image expired"
-
 
 
 class DetectStage:

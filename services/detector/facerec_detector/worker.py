@@ -6,10 +6,11 @@ from facerec_common.jobs import JobWriter
 from facerec_common.messages import PipelineMessage
 from facerec_common.names import Queue, Task
 from facerec_common.worker import StageOutcome, configure_logging, run_worker, stage_app
+from facerec_runtime.packs import KNOWN_PACKS
+
 from facerec_detector.model import FaceDetector
 from facerec_detector.settings import DetectorSettings
 from facerec_detector.stage import DetectStage
-from facerec_runtime.packs import KNOWN_PACKS
 
 log = logging.getLogger(__name__)
 

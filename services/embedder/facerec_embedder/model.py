@@ -4,10 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from insightface.model_zoo import get_model
-
 from facerec_runtime.packs import ModelPack, verified_path
 from facerec_runtime.sessions import available_providers, session_options
+from insightface.model_zoo import get_model
 
 
 class FaceEmbedder:
@@ -42,7 +41,8 @@ class FaceEmbedder:
         ]
         vectors = np.concatenate(parts).astype(np.float32, copy=False)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-12)
+        unit: npt.NDArray[np.float32] = vectors / np.maximum(norms, 1e-12)
+        return unit
 
     def warm_up(self) -> None:
         self.embed(np.zeros((1, 112, 112, 3), dtype=np.uint8))

@@ -1,8 +1,7 @@
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
-
 from facerec_common.settings import ServiceSettings
 from facerec_runtime.settings import RuntimeSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 
 class EmbedderSettings(ServiceSettings, RuntimeSettings):

@@ -1,14 +1,11 @@
 """The embed stage: crops to vectors; a verify job ends here, the others go on to index."""
 
-from typing import Any
-
 import numpy as np
-
 from facerec_common.codec import pack_vectors, unpack_crops
-from facerec_common.worker import StageOutcome
 from facerec_common.messages import JobKind, PipelineMessage, face_json
-from facerec_embedder.model import FaceEmbedder
+from facerec_common.worker import StageOutcome
 
+from facerec_embedder.model import FaceEmbedder
 
 
 class EmbedStage:
@@ -20,7 +17,9 @@ class EmbedStage:
         vectors = self._embedder.embed(unpack_crops(msg.crops))
         if msg.kind is JobKind.VERIFY:
             threshold = (
-                msg.params.threshold if msg.params.threshold is not None else self._default_threshold
+                msg.params.threshold
+                if msg.params.threshold is not None
+                else self._default_threshold
             )
             similarity = float(np.dot(vectors[0], vectors[1]))
             return StageOutcome(

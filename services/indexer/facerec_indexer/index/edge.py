@@ -100,7 +100,11 @@ class EdgeIndex(FaceIndex):
         results = shard.query_batch(qe.QueryBatchRequest(requests))
         return [
             [
-                Hit(point_id=str(p.id), identity_id=str((p.payload or {})["identity_id"]), score=p.score)
+                Hit(
+                    point_id=str(p.id),
+                    identity_id=str((p.payload or {})["identity_id"]),
+                    score=p.score,
+                )
                 for p in points
             ]
             for points in results

@@ -1,0 +1,31 @@
+# Shared by scripts/start.sh and scripts/test.sh: install what the project needs on a fresh
+# Debian machine with Python 3.11 (uv in a private tools venv, redis-server from Debian),
+# then the locked Python environment.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+UV_VERSION="0.13.9"
+UV="$ROOT/.tools/bin/uv"
+
+ensure_uv() {
+    if [ ! -x "$UV" ]; then
+        echo "setup: installing uv $UV_VERSION into .tools/" >&2
+        python3 -m venv "$ROOT/.tools"
+        "$ROOT/.tools/bin/pip" install --quiet "uv==$UV_VERSION"
+    fi
+}
+
+ensure_redis() {
+    if ! command -v redis-server >/dev/null 2>&1; then
+        echo "setup: installing redis-server from Debian" >&2
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    fi
+}
+
+sync_env() {
+    # --frozen: install exactly what uv.lock records.
+    (cd "$ROOT" && "$UV" sync --frozen --all-packages "$@")
+}

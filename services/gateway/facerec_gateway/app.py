@@ -1,0 +1,71 @@
+"""The FastAPI application: wiring, lifespan, and the request-size guard."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import redis.asyncio as aioredis
+from facerec_common.celery_app import make_celery
+from fastapi import FastAPI, Request, Response
+
+from facerec_gateway.deps import Services
+from facerec_gateway.identities import IdentityStore
+from facerec_gateway.jobs import JobStore, JobWaiter
+from facerec_gateway.problems import install_handlers, problem_response
+from facerec_gateway.routes import collections, health, images, jobs
+from facerec_gateway.settings import GatewaySettings
+
+# Multipart framing and form fields on top of the images themselves.
+_MULTIPART_OVERHEAD = 1024 * 1024
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = aioredis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        celery = make_celery("facerec-gateway", settings.redis_url)
+        waiter = JobWaiter(client)
+        app.state.services = Services(
+            settings=settings,
+            redis=client,
+            celery=celery,
+            jobs=JobStore(client, celery, settings.job_ttl_s, settings.image_ttl_s),
+            waiter=waiter,
+            identities=IdentityStore(client),
+        )
+        listener = asyncio.create_task(waiter.listen())
+        try:
+            yield
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await client.aclose()
+
+    app = FastAPI(
+        title="facerec",
+        version="0.1.0",
+        summary="Face detection, recognition and verification over HTTP",
+        lifespan=lifespan,
+    )
+    install_handlers(app)
+    max_body = settings.max_image_bytes * settings.max_images_per_request + _MULTIPART_OVERHEAD
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            return problem_response(
+                "request-too-large",
+                "Request too large",
+                f"the request body has {length} bytes; the limit is {max_body} bytes",
+            )
+        return await call_next(request)
+
+    for module in (health, jobs, images, collections):
+        app.include_router(module.router)
+    return app

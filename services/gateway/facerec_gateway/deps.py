@@ -1,0 +1,45 @@
+"""Typed dependencies for the routes."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from celery import Celery
+from fastapi import Depends, Path, Request
+
+from facerec_gateway.identities import IdentityStore
+from facerec_gateway.jobs import JobStore, JobWaiter
+from facerec_gateway.settings import GatewaySettings
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+@dataclass
+class Services:
+    settings: GatewaySettings
+    redis: "aioredis.Redis"
+    celery: Celery
+    jobs: JobStore
+    waiter: JobWaiter
+    identities: IdentityStore
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_tenant(services: Annotated[Services, Depends(get_services)]) -> str:
+    return services.settings.default_tenant
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+TenantDep = Annotated[str, Depends(get_tenant)]
+CollectionPath = Annotated[
+    str,
+    Path(
+        pattern=NAME_PATTERN,
+        description="Gallery name: letters, digits, '_', '.', '-'; created on first use",
+    ),
+]
+IdentityPath = Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f-]{36}$")]

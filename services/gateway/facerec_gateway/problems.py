@@ -1,0 +1,79 @@
+"""Errors as RFC 9457 problem+json with a stable ``type`` per kind of error.
+
+Only here do domain errors meet HTTP: each error code maps to one status.
+"""
+
+from typing import Any
+
+from facerec_common.errors import FaceRecError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+STATUS_BY_CODE: dict[str, int] = {
+    "invalid-input": 422,
+    "empty-image": 400,
+    "image-undecodable": 422,
+    "unsupported-image-type": 415,
+    "image-too-large": 413,
+    "request-too-large": 413,
+    "too-many-pixels": 413,
+    "no-face": 422,
+    "not-found": 404,
+    "identity-not-found": 404,
+    "job-not-found": 404,
+    "image-expired": 410,
+    "index-unavailable": 503,
+    "not-ready": 503,
+    "model-file-mismatch": 500,
+    "internal-error": 500,
+}
+
+
+def problem_type(code: str) -> str:
+    return f"/problems/{code}"
+
+
+def problem_response(
+    code: str, title: str, detail: str, status: int | None = None, **extra: Any
+) -> JSONResponse:
+    status = status or STATUS_BY_CODE.get(code, 500)
+    body = {"type": problem_type(code), "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def problem_from_stored(problem: dict[str, Any], **extra: Any) -> JSONResponse:
+    """A failed job's problem, as a worker stored it, answered over HTTP."""
+    code = str(problem.get("code", "internal-error"))
+    return problem_response(
+        code, str(problem.get("title", "Error")), str(problem.get("detail", "")), **extra
+    )
+
+
+class JobNotFound(FaceRecError):
+    code = "job-not-found"
+    title = "Job not found"
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FaceRecError)
+    async def domain_error(_: Request, exc: FaceRecError) -> JSONResponse:
+        return problem_response(exc.code, exc.title, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        return problem_response(
+            "invalid-request", "Invalid request", detail, status=422, errors=errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(code, str(exc.detail), str(exc.detail), status=exc.status_code)

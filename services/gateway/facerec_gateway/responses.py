@@ -1,0 +1,27 @@
+"""How a job is answered: 200 with its result when finished in time, 202 otherwise, or the
+job's problem when it failed during a request that waited for it."""
+
+from facerec_common.jobs import JobStatus
+from fastapi.responses import JSONResponse
+
+from facerec_gateway.deps import Services
+from facerec_gateway.jobs import Job
+from facerec_gateway.problems import JobNotFound, problem_from_stored
+
+
+async def job_response(
+    services: Services, job_id: str, wait_s: float, problem_on_failure: bool
+) -> JSONResponse:
+    wait_s = min(wait_s, services.settings.max_wait_s)
+    job = await services.waiter.wait(services.jobs, job_id, wait_s)
+    if job is None:
+        raise JobNotFound(f"job {job_id} does not exist or has expired")
+    return answer(job, problem_on_failure)
+
+
+def answer(job: Job, problem_on_failure: bool) -> JSONResponse:
+    if job.status is JobStatus.FAILED and problem_on_failure and job.error is not None:
+        return problem_from_stored(job.error, job_id=job.id)
+    status = 200 if job.finished else 202
+    headers = {} if job.finished else {"Location": f"/v1/jobs/{job.id}"}
+    return JSONResponse(job.body(), status_code=status, headers=headers)

@@ -1,0 +1,45 @@
+import json
+from typing import Any
+
+from facerec_common.names import Queue, heartbeat_pattern
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from facerec_gateway.deps import ServicesDep
+from facerec_gateway.problems import problem_response
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The gateway process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+async def readyz(services: ServicesDep) -> JSONResponse | dict[str, Any]:
+    """Redis answers, every queue has a live consumer, and the index answers."""
+    checks: dict[str, Any] = {}
+    try:
+        await services.redis.ping()
+        checks["redis"] = "ok"
+        for queue in Queue:
+            beats = [
+                json.loads(value)
+                async for key in services.redis.scan_iter(match=heartbeat_pattern(queue))
+                if (value := await services.redis.get(key)) is not None
+            ]
+            checks[f"queue:{queue}"] = "ok" if beats else "no live consumer"
+            if queue is Queue.INDEX:
+                ok = any(beat.get("index_ok") for beat in beats)
+                checks["index"] = "ok" if ok else "not answering"
+    except RedisError as exc:
+        checks["redis"] = f"unreachable: {exc}"
+    failing = [name for name, state in checks.items() if state != "ok"]
+    if failing:
+        return problem_response(
+            "not-ready", "Not ready", f"failing: {', '.join(failing)}", status=503, checks=checks
+        )
+    return {"status": "ready", "checks": checks}

@@ -1,0 +1,46 @@
+from typing import Annotated
+
+from facerec_common.messages import JobKind, JobParams
+from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.responses import JSONResponse
+
+from facerec_gateway.deps import ServicesDep, TenantDep
+from facerec_gateway.routes.jobs import WaitQuery
+from facerec_gateway.submit import submit_images
+
+router = APIRouter(prefix="/v1", tags=["images"])
+
+MaxFacesQuery = Annotated[
+    int | None, Query(ge=1, description="Keep at most this many (largest) faces")
+]
+ThresholdQuery = Annotated[
+    float | None,
+    Query(ge=-1, le=1, description="Cosine similarity for 'same person'; default per model"),
+]
+
+
+@router.post("/detect", status_code=202, response_model=None)
+async def detect(
+    services: ServicesDep,
+    tenant: TenantDep,
+    image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP")],
+    max_faces: MaxFacesQuery = None,
+    wait: WaitQuery = 0,
+) -> JSONResponse:
+    """Every face in the image: box, 5 landmarks, detection score."""
+    params = JobParams(max_faces=max_faces)
+    return await submit_images(services, tenant, JobKind.DETECT, [image], params, wait)
+
+
+@router.post("/verify", status_code=202, response_model=None)
+async def verify(
+    services: ServicesDep,
+    tenant: TenantDep,
+    image1: Annotated[UploadFile, File()],
+    image2: Annotated[UploadFile, File()],
+    threshold: ThresholdQuery = None,
+    wait: WaitQuery = 0,
+) -> JSONResponse:
+    """1:1: are the largest faces of the two images the same person?"""
+    params = JobParams(threshold=threshold, largest_face=True)
+    return await submit_images(services, tenant, JobKind.VERIFY, [image1, image2], params, wait)

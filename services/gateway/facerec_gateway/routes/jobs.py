@@ -1,0 +1,26 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from facerec_gateway.deps import ServicesDep, TenantDep
+from facerec_gateway.problems import JobNotFound
+from facerec_gateway.responses import answer
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+WaitQuery = Annotated[
+    float,
+    Query(ge=0, description="Seconds to wait for the job to finish (capped by the server)"),
+]
+
+
+@router.get("/jobs/{job_id}", response_model=None)
+async def get_job(
+    job_id: str, services: ServicesDep, tenant: TenantDep, wait: WaitQuery = 0
+) -> JSONResponse:
+    """A job's status (queued, running, done, failed) and, once done, its result."""
+    job = await services.waiter.wait(services.jobs, job_id, min(wait, services.settings.max_wait_s))
+    if job is None or job.tenant != tenant:
+        raise JobNotFound(f"job {job_id} does not exist or has expired")
+    return answer(job, problem_on_failure=False)

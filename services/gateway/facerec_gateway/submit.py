@@ -1,0 +1,44 @@
+"""Turning an upload request into a pipeline job."""
+
+from collections.abc import Sequence
+
+from facerec_common.errors import InvalidInput
+from facerec_common.messages import ImageRef, JobKind, JobParams, PipelineMessage
+from facerec_common.names import Task
+from fastapi import UploadFile
+from fastapi.responses import JSONResponse
+
+from facerec_gateway.deps import Services
+from facerec_gateway.ids import sortable_id
+from facerec_gateway.responses import job_response
+from facerec_gateway.uploads import read_image
+
+
+async def submit_images(
+    services: Services,
+    tenant: str,
+    kind: JobKind,
+    uploads: Sequence[UploadFile],
+    params: JobParams,
+    wait_s: float,
+) -> JSONResponse:
+    """Check every image, store them, send the detect task, answer per ``wait``."""
+    if len(uploads) > services.settings.max_images_per_request:
+        raise InvalidInput(
+            f"{len(uploads)} images sent; at most {services.settings.max_images_per_request} "
+            "per request"
+        )
+    images = [await read_image(upload, services.settings) for upload in uploads]
+    job_id = sortable_id()
+    msg = PipelineMessage(
+        job_id=job_id,
+        kind=kind,
+        tenant=tenant,
+        params=params,
+        images=[
+            ImageRef(index=i, name=upload.filename or f"image{i}")
+            for i, upload in enumerate(uploads)
+        ],
+    )
+    await services.jobs.submit(job_id, kind.value, tenant, Task.DETECT, msg.to_task(), images)
+    return await job_response(services, job_id, wait_s, problem_on_failure=True)

@@ -1,0 +1,3 @@
+from facerec_indexer.worker import main
+
+main()

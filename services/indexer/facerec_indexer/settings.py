@@ -1,0 +1,28 @@
+from pathlib import Path
+
+from facerec_common.settings import ServiceSettings
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+
+class IndexerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FACEREC_INDEXER_", extra="ignore", populate_by_name=True
+    )
+
+    # Embedded Qdrant Edge keeps its shards here when no Qdrant server is configured.
+    data_dir: Path = Path("data")
+    # Set this to use a Qdrant server (compose, Kubernetes) instead of the embedded engine.
+    qdrant_url: str | None = Field(
+        None, validation_alias=AliasChoices("FACEREC_INDEXER_QDRANT_URL", "QDRANT_URL")
+    )
+    qdrant_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("FACEREC_INDEXER_QDRANT_API_KEY", "QDRANT_API_KEY")
+    )
+    qdrant_replication_factor: int = Field(1, ge=1)
+    # Nearest faces fetched per identity asked for, so that one identity with many faces
+    # cannot push the others out of the top k.
+    faces_per_candidate: int = Field(8, ge=1)
+    max_top_k: int = Field(20, ge=1)
+    # Embedded engine: run Qdrant's optimizer (HNSW build, vacuum) after this many updates.
+    optimize_after_updates: int = Field(2000, ge=1)

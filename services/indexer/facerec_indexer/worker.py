@@ -1,0 +1,65 @@
+"""The indexer worker: consumes the ``index`` queue and owns the face index.
+
+With the embedded engine this process is the only one that opens the index files, which
+is why every read and write of vectors goes through this queue.
+"""
+
+import logging
+from typing import Any
+
+from celery import Task as CeleryTask
+from facerec_common.jobs import JobWriter
+from facerec_common.messages import AdminMessage, PipelineMessage
+from facerec_common.names import Queue, Task
+from facerec_common.worker import (
+    StageOutcome,
+    configure_logging,
+    job_guard,
+    redis_client,
+    run_worker,
+    stage_app,
+)
+from qdrant_client import QdrantClient
+
+from facerec_indexer.index import FaceIndex
+from facerec_indexer.index.edge import EdgeIndex
+from facerec_indexer.index.server import ServerIndex
+from facerec_indexer.settings import IndexerSettings
+from facerec_indexer.stage import IndexStage
+
+log = logging.getLogger(__name__)
+
+
+def open_index(settings: IndexerSettings) -> FaceIndex:
+    if settings.qdrant_url:
+        log.info("face index: Qdrant server at %s", settings.qdrant_url)
+        client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+        return ServerIndex(client, settings.qdrant_replication_factor)
+    root = settings.data_dir / "qdrant"
+    log.info("face index: embedded Qdrant Edge in %s", root)
+    return EdgeIndex(root, settings.optimize_after_updates)
+
+
+def main() -> None:
+    settings = IndexerSettings()
+    configure_logging(settings.log_level)
+    index = open_index(settings)
+    client = redis_client(settings)
+    stage = IndexStage(index, client, settings.faces_per_candidate, settings.max_top_k)
+
+    def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
+        return StageOutcome(result=stage.run(msg))
+
+    app = stage_app("facerec-indexer", settings, Task.INDEX_FACES, None, run)
+    jobs = JobWriter(client, settings.job_ttl_s)
+
+    @app.task(name=Task.INDEX_ADMIN, bind=True)
+    def admin(task: CeleryTask, payload: dict[str, Any]) -> None:
+        msg = AdminMessage.model_validate(payload)
+        with job_guard(task, jobs, msg.job_id, 0):
+            jobs.finish(msg.job_id, stage.admin(msg), 0)
+
+    try:
+        run_worker(app, Queue.INDEX, settings, probe=index.ping)
+    finally:
+        index.close()

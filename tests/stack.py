@@ -1,0 +1,139 @@
+"""Starting the real stack for tests: a redis-server and each service in its own process."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+SERVICES = ("facerec_detector", "facerec_embedder", "facerec_indexer", "facerec_gateway")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(check: "callable[[], bool]", timeout_s: float, what: str) -> None:  # type: ignore[valid-type]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready after {timeout_s} s")
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (scripts/test.sh installs it)")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=(workdir / "redis.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+
+    def pings() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_until(pings, 10, "redis-server")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@dataclass
+class Stack:
+    url: str
+    redis_url: str
+    logs: Path
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, module: str) -> None:
+        log = (self.logs / f"{module}.log").open("ab")
+        self.procs[module] = subprocess.Popen(
+            [sys.executable, "-m", module], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def alive(self) -> dict[str, bool]:
+        return {name: proc.poll() is None for name, proc in self.procs.items()}
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextmanager
+def running_stack(
+    workdir: Path, redis_url: str, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "FACEREC_REDIS_URL": redis_url,
+        "FACEREC_GATEWAY_PORT": str(port),
+        "FACEREC_INDEXER_DATA_DIR": str(workdir / "data"),
+        "FACEREC_HEARTBEAT_INTERVAL_S": "1",
+        # Two model workers share two cores here; one thread each keeps them from fighting.
+        "FACEREC_DETECTOR_INTRA_OP_THREADS": "1",
+        "FACEREC_EMBEDDER_INTRA_OP_THREADS": "1",
+        **(extra_env or {}),
+    }
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stack = Stack(url=f"http://127.0.0.1:{port}", redis_url=redis_url, logs=logs, env=env)
+    for module in SERVICES:
+        stack.start(module)
+
+    def ready() -> bool:
+        dead = [name for name, up in stack.alive().items() if not up]
+        if dead:
+            raise RuntimeError(f"{dead} exited during start-up; see {logs}")
+        try:
+            return httpx.get(f"{stack.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(ready, 180, "the stack")
+        yield stack
+    finally:
+        stack.stop()
