@@ -3,7 +3,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from stack import Stack, redis_server, running_stack
 
 

@@ -34,7 +34,9 @@ def test_image_without_a_face_yields_no_face(api: httpx.Client) -> None:
 def test_enrolled_person_is_recognised_in_a_different_photo(api: httpx.Client) -> None:
     collection = unique("people")
     yao = new_identity(api, collection, "Yao Ming")
-    enrolled = enroll(api, collection, yao, images.variant(images.portrait(), flip=True, scale=1.6, quality=60))
+    enrolled = enroll(
+        api, collection, yao, images.variant(images.portrait(), flip=True, scale=1.6, quality=60)
+    )
     assert len(enrolled["faces"]) == 1 and enrolled["refused"] == []
 
     result = recognize(api, collection, images.portrait())
@@ -76,7 +78,9 @@ def test_one_enrolled_person_is_picked_out_of_a_mirrored_group_photo(api: httpx.
     x1, y1, x2, y2 = faces[0]["bbox"]  # the largest face
     margin = 40
     crop = images.variant(
-        group, box=(int(x1) - margin, int(y1) - margin, int(x2) + margin, int(y2) + margin), scale=1.3
+        group,
+        box=(int(x1) - margin, int(y1) - margin, int(x2) + margin, int(y2) + margin),
+        scale=1.3,
     )
     collection = unique("group")
     person = new_identity(api, collection, "Person A")
@@ -135,7 +139,9 @@ def test_a_deleted_identity_is_no_longer_recognised(api: httpx.Client) -> None:
 def test_enrolment_reports_why_images_were_refused(api: httpx.Client) -> None:
     collection = unique("refuse")
     person = new_identity(api, collection, "Nobody")
-    result = enroll(api, collection, person, images.no_face(), images.group_photo(), images.portrait())
+    result = enroll(
+        api, collection, person, images.no_face(), images.group_photo(), images.portrait()
+    )
     assert {r["image"]: r["reason"] for r in result["refused"]} == {
         "face0.jpg": "no_face",
         "face1.jpg": "several_faces",
@@ -156,7 +162,6 @@ def test_a_redelivered_task_creates_no_duplicate_point(api: httpx.Client, stack:
     """Send the same enrol job's detect task twice, as a broker redelivery would."""
     import redis
     from celery import Celery
-
     from facerec_common.celery_app import make_celery
     from facerec_common.messages import ImageRef, JobKind, JobParams, PipelineMessage
     from facerec_common.names import Task, image_key, job_key
@@ -174,7 +179,9 @@ def test_a_redelivered_task_creates_no_duplicate_point(api: httpx.Client, stack:
     client = redis.Redis.from_url(stack.redis_url)
     celery: Celery = make_celery("test", stack.redis_url)
     for _ in range(2):
-        client.hset(job_key(job_id), mapping={"kind": "enroll", "tenant": "default", "status": "queued"})
+        client.hset(
+            job_key(job_id), mapping={"kind": "enroll", "tenant": "default", "status": "queued"}
+        )
         client.set(image_key(job_id, 0), images.portrait(), ex=60)
         client.hdel(job_key(job_id), "status")
         celery.send_task(Task.DETECT, args=[msg.to_task()])

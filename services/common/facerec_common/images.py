@@ -70,6 +70,9 @@ def inspect_image(data: bytes, limits: ImageLimits) -> ImageInfo:
         # Image.open reads only the header; no pixel is decoded here.
         with Image.open(io.BytesIO(data), formats=[fmt]) as image:
             width, height = image.size
+    except Image.DecompressionBombError as exc:
+        # Pillow's own guard fired first (over twice its default pixel limit).
+        raise TooManyPixels(f"the image has too many pixels: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageUndecodable(f"the {fmt} header cannot be read: {exc}") from exc
     if width <= 0 or height <= 0:

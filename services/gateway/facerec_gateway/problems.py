@@ -3,6 +3,7 @@
 Only here do domain errors meet HTTP: each error code maps to one status.
 """
 
+import logging
 from typing import Any
 
 from facerec_common.errors import FaceRecError
@@ -10,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -72,6 +75,12 @@ def install_handlers(app: FastAPI) -> None:
         return problem_response(
             "invalid-request", "Invalid request", detail, status=422, errors=errors
         )
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        # A bug, not a refusal: logged with its traceback, answered as problem+json.
+        log.exception("unhandled error", exc_info=exc)
+        return problem_response("internal-error", "Internal error", "see the gateway log")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
