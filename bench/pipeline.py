@@ -1,0 +1,99 @@
+"""Throughput and latency: the full HTTP pipeline against insightface in-process.
+
+    .venv/bin/python bench/pipeline.py ../shared/faces-dev --images 200
+
+Runs the same images through (a) insightface in this process, image by image, and (b) the
+real stack (redis-server, the three workers, the gateway) via HTTP recognise with wait,
+several requests in flight; then single-image recognise latency, one request at a time.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+from faces import InProcess
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from stack import redis_server, running_stack
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="a folder of JPEG images (searched recursively)")
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--latency-samples", type=int, default=60)
+    args = parser.parse_args()
+    files = sorted(args.folder.rglob("*.jpg"))[: args.images]
+    payloads = [f.read_bytes() for f in files]
+    print(f"{len(files)} images from {args.folder}")
+
+    model = InProcess()
+    model.faces(files[0])  # warm up
+    per_image = []
+    start = time.perf_counter()
+    faces_inprocess = 0
+    for f in files:
+        t = time.perf_counter()
+        faces_inprocess += len(model.faces(f)[0])
+        per_image.append(time.perf_counter() - t)
+    inprocess_rate = len(files) / (time.perf_counter() - start)
+    del model
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        redis_server(Path(tmp) / "redis") as url,
+        running_stack(Path(tmp), url) as stack,
+        httpx.Client(base_url=stack.url, timeout=60) as api,
+    ):
+
+        def recognize(data: bytes) -> int:
+            response = api.post(
+                "/v1/collections/bench/recognize",
+                params={"wait": 30},
+                files={"image": ("i.jpg", data, "image/jpeg")},
+            )
+            response.raise_for_status()
+            return len(response.json()["result"]["faces"])
+
+        for data in payloads[:5]:
+            recognize(data)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            faces_pipeline = sum(pool.map(recognize, payloads))
+        pipeline_rate = len(files) / (time.perf_counter() - start)
+
+        latencies = []
+        for data in payloads[: args.latency_samples]:
+            t = time.perf_counter()
+            recognize(data)
+            latencies.append(time.perf_counter() - t)
+
+    samples = per_image[: args.latency_samples]
+    print(f"faces found: in-process {faces_inprocess}, pipeline {faces_pipeline}")
+    print(f"throughput  in-process {inprocess_rate:6.1f} images/s")
+    print(
+        f"throughput  pipeline   {pipeline_rate:6.1f} images/s "
+        f"({args.concurrency} requests in flight)"
+    )
+    print(f"throughput  ratio pipeline / in-process = {pipeline_rate / inprocess_rate:.2f}")
+    p50_in, p95_in = percentile(samples, 50) * 1000, percentile(samples, 95) * 1000
+    p50, p95 = percentile(latencies, 50) * 1000, percentile(latencies, 95) * 1000
+    print(f"latency     in-process p50 {p50_in:6.1f} ms  p95 {p95_in:6.1f} ms")
+    print(
+        f"latency     recognise  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms (HTTP, wait, one at a time)"
+    )
+    print(f"latency     added at p50 {p50 - p50_in:+.1f} ms, at p95 {p95 - p95_in:+.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
