@@ -26,6 +26,7 @@ ensure_redis() {
 }
 
 sync_env() {
-    # --frozen: install exactly what uv.lock records.
-    (cd "$ROOT" && "$UV" sync --frozen --all-packages "$@")
+    # --frozen: install exactly what uv.lock records; --inexact: keep what the other
+    # script installed (start.sh needs honcho, test.sh the dev tools).
+    (cd "$ROOT" && "$UV" sync --frozen --inexact --all-packages "$@")
 }

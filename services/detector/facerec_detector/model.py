@@ -2,14 +2,11 @@
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 from facerec_common.codec import CROP_SIZE
-from facerec_runtime.packs import ModelPack, verified_path
-from facerec_runtime.sessions import available_providers, session_options
-from insightface.model_zoo import get_model
+from facerec_runtime.loader import LoadedModel
 from insightface.utils import face_align
 
 
@@ -21,24 +18,9 @@ class Detections:
 
 
 class FaceDetector:
-    def __init__(
-        self,
-        pack: ModelPack,
-        models_dir: Path | None,
-        providers: list[str],
-        intra_op_threads: int,
-        det_size: int,
-        det_thresh: float,
-    ) -> None:
-        path = verified_path(pack, pack.detector, models_dir)
-        self.providers = available_providers(providers)
-        self._model = get_model(
-            str(path),
-            providers=self.providers,
-            sess_options=session_options(intra_op_threads),
-        )
-        if self._model is None or self._model.taskname != "detection":
-            raise ValueError(f"{path} is not a face detection model")
+    def __init__(self, loaded: LoadedModel, det_size: int, det_thresh: float) -> None:
+        self._model = loaded.model
+        self.providers = loaded.providers
         self._size = (det_size, det_size)
         self._model.prepare(0, input_size=self._size, det_thresh=det_thresh)
 

@@ -6,6 +6,7 @@ from facerec_common.jobs import JobWriter
 from facerec_common.messages import PipelineMessage
 from facerec_common.names import Queue, Task
 from facerec_common.worker import StageOutcome, configure_logging, run_worker, stage_app
+from facerec_runtime.loader import load_model
 from facerec_runtime.packs import KNOWN_PACKS
 
 from facerec_detector.model import FaceDetector
@@ -16,11 +17,9 @@ log = logging.getLogger(__name__)
 
 
 def load_stage(settings: DetectorSettings) -> DetectStage:
+    pack = KNOWN_PACKS[settings.model_pack]
     detector = FaceDetector(
-        pack=KNOWN_PACKS[settings.model_pack],
-        models_dir=settings.models_dir,
-        providers=settings.providers,
-        intra_op_threads=settings.intra_op_threads,
+        load_model(pack, pack.detector, "detection", settings),
         det_size=settings.det_size,
         det_thresh=settings.det_thresh,
     )

@@ -1,33 +1,15 @@
 """ArcFace: aligned 112x112 crops to L2-normalised 512-d vectors, in batches."""
 
-from pathlib import Path
-
 import numpy as np
 import numpy.typing as npt
-from facerec_runtime.packs import ModelPack, verified_path
-from facerec_runtime.sessions import available_providers, session_options
-from insightface.model_zoo import get_model
+from facerec_runtime.loader import LoadedModel
 
 
 class FaceEmbedder:
-    def __init__(
-        self,
-        pack: ModelPack,
-        models_dir: Path | None,
-        providers: list[str],
-        intra_op_threads: int,
-        batch_size: int,
-    ) -> None:
-        path = verified_path(pack, pack.recognizer, models_dir)
-        self.providers = available_providers(providers)
-        self._model = get_model(
-            str(path),
-            providers=self.providers,
-            sess_options=session_options(intra_op_threads),
-        )
-        if self._model is None or self._model.taskname != "recognition":
-            raise ValueError(f"{path} is not a face recognition model")
-        self.name = pack.recognizer_name
+    def __init__(self, loaded: LoadedModel, name: str, batch_size: int) -> None:
+        self._model = loaded.model
+        self.providers = loaded.providers
+        self.name = name
         self.dim = int(self._model.output_shape[-1])
         self._batch_size = batch_size
 

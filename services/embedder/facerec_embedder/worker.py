@@ -6,6 +6,7 @@ from facerec_common.jobs import JobWriter
 from facerec_common.messages import PipelineMessage
 from facerec_common.names import Queue, Task
 from facerec_common.worker import StageOutcome, configure_logging, run_worker, stage_app
+from facerec_runtime.loader import load_model
 from facerec_runtime.packs import KNOWN_PACKS
 
 from facerec_embedder.model import FaceEmbedder
@@ -18,10 +19,8 @@ log = logging.getLogger(__name__)
 def load_stage(settings: EmbedderSettings) -> EmbedStage:
     pack = KNOWN_PACKS[settings.model_pack]
     embedder = FaceEmbedder(
-        pack=pack,
-        models_dir=settings.models_dir,
-        providers=settings.providers,
-        intra_op_threads=settings.intra_op_threads,
+        load_model(pack, pack.recognizer, "recognition", settings),
+        name=pack.recognizer_name,
         batch_size=settings.batch_size,
     )
     embedder.warm_up()
