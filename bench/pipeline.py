@@ -53,7 +53,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         redis_server(Path(tmp) / "redis") as url,
         running_stack(Path(tmp), url) as stack,
-        httpx.Client(base_url=stack.url, timeout=60) as api,
+        httpx.Client(base_url=stack.url, timeout=60, headers={"X-API-Key": stack.admin_key}) as api,
     ):
 
         def recognize(data: bytes) -> int:

@@ -21,5 +21,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
 
 @pytest.fixture
 def api(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, timeout=60) as client:
+    with httpx.Client(
+        base_url=stack.url, timeout=60, headers={"X-API-Key": stack.admin_key}
+    ) as client:
         yield client

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import redis
+from facerec_gateway.keys import new_key
 
 SERVICES = ("facerec_detector", "facerec_embedder", "facerec_indexer", "facerec_gateway")
 
@@ -79,6 +80,7 @@ class Stack:
     url: str
     redis_url: str
     logs: Path
+    admin_key: str
     env: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -106,12 +108,14 @@ def running_stack(
     workdir: Path, redis_url: str, extra_env: dict[str, str] | None = None
 ) -> Iterator[Stack]:
     port = free_port()
+    admin_key = new_key()
     env = {
         **os.environ,
         "FACEREC_REDIS_URL": redis_url,
         "FACEREC_GATEWAY_PORT": str(port),
         "FACEREC_INDEXER_DATA_DIR": str(workdir / "data"),
         "FACEREC_HEARTBEAT_INTERVAL_S": "1",
+        "FACEREC_GATEWAY_BOOTSTRAP_ADMIN_KEY": admin_key,
         # Two model workers share two cores here; one thread each keeps them from fighting.
         "FACEREC_DETECTOR_INTRA_OP_THREADS": "1",
         "FACEREC_EMBEDDER_INTRA_OP_THREADS": "1",
@@ -119,7 +123,9 @@ def running_stack(
     }
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    stack = Stack(url=f"http://127.0.0.1:{port}", redis_url=redis_url, logs=logs, env=env)
+    stack = Stack(
+        url=f"http://127.0.0.1:{port}", redis_url=redis_url, logs=logs, admin_key=admin_key, env=env
+    )
     for module in SERVICES:
         stack.start(module)
 

@@ -16,6 +16,8 @@ class JobKind(StrEnum):
     RECOGNIZE = "recognize"
     ENROLL = "enroll"
     VERIFY = "verify"
+    # 1:1 against an enrolled identity: the photo's largest face against its faces.
+    VERIFY_IDENTITY = "verify_identity"
 
 
 class Refusal(StrEnum):
@@ -83,6 +85,7 @@ class AdminOp(StrEnum):
     COUNT = "count"
     DELETE_IDENTITY = "delete_identity"
     DELETE_COLLECTION = "delete_collection"
+    DELETE_TENANT = "delete_tenant"
 
 
 class AdminMessage(BaseModel):

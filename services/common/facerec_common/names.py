@@ -66,3 +66,21 @@ def identities_key(tenant: str, collection: str) -> str:
 def identity_key(tenant: str, collection: str, identity_id: str) -> str:
     """Hash with one identity's record: name, metadata (JSON), created_at, state."""
     return f"{PREFIX}:t:{tenant}:c:{collection}:identity:{identity_id}"
+
+
+def api_key_key(prefix: str) -> str:
+    """Hash of one API key: tenant, scopes, name, sha256 digest; never the key itself."""
+    return f"{PREFIX}:key:{prefix}"
+
+
+def tenant_keys_key(tenant: str) -> str:
+    return f"{PREFIX}:t:{tenant}:keys"
+
+
+def rate_key(key_prefix: str, window: int) -> str:
+    return f"{PREFIX}:rate:{key_prefix}:{window}"
+
+
+def collection_settings_key(tenant: str, collection: str) -> str:
+    """Hash of a gallery's own settings (its match threshold)."""
+    return f"{PREFIX}:t:{tenant}:c:{collection}:settings"

@@ -15,6 +15,9 @@ from facerec_detector.decode import decode_bgr
 from facerec_detector.model import FaceDetector, align
 from facerec_detector.settings import DetectorSettings
 
+# Kinds that use one face per image: the largest.
+ONE_FACE_KINDS = (JobKind.ENROLL, JobKind.VERIFY, JobKind.VERIFY_IDENTITY)
+
 
 class ImageExpired(FaceRecError):
     code = "image-expired"
@@ -40,10 +43,10 @@ class DetectStage:
             ref.height, ref.width = pixels.shape[:2]
             image_faces = self._faces(ref.index, pixels, max_faces)
             chosen = self._choose(msg, ref.name, image_faces)
-            if msg.kind in (JobKind.ENROLL, JobKind.VERIFY):
+            if msg.kind in ONE_FACE_KINDS:
                 refusal = self._refusal(image_faces, chosen, msg.params.largest_face)
                 if refusal is not None:
-                    if msg.kind is JobKind.VERIFY:
+                    if msg.kind is not JobKind.ENROLL:
                         raise NoFaceFound(f"image {ref.name!r}: {refusal.value.replace('_', ' ')}")
                     ref.refused = refusal
                     continue
@@ -82,7 +85,7 @@ class DetectStage:
     @staticmethod
     def _choose(msg: PipelineMessage, name: str, faces: list[DetectedFace]) -> list[DetectedFace]:
         """Enrol and verify use one face per image; detect and recognise use them all."""
-        if msg.kind in (JobKind.ENROLL, JobKind.VERIFY):
+        if msg.kind in ONE_FACE_KINDS:
             return faces[:1]  # the largest: faces come largest first
         return faces
 

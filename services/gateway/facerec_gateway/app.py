@@ -11,8 +11,10 @@ from fastapi import FastAPI, Request, Response
 from facerec_gateway.deps import Services
 from facerec_gateway.identities import IdentityStore
 from facerec_gateway.jobs import JobStore, JobWaiter
+from facerec_gateway.keys import KeyScope, KeyStore
+from facerec_gateway.limits import RateLimiter
 from facerec_gateway.problems import install_handlers, problem_response
-from facerec_gateway.routes import collections, health, images, jobs
+from facerec_gateway.routes import collections, health, images, jobs, keys
 from facerec_gateway.settings import GatewaySettings
 
 # Multipart framing and form fields on top of the images themselves.
@@ -34,7 +36,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             jobs=JobStore(client, celery, settings.job_ttl_s, settings.image_ttl_s),
             waiter=waiter,
             identities=IdentityStore(client),
+            keys=KeyStore(client),
+            limiter=RateLimiter(client),
         )
+        if settings.bootstrap_admin_key is not None:
+            await app.state.services.keys.create(
+                settings.bootstrap_tenant,
+                set(KeyScope),
+                "bootstrap admin key",
+                key=settings.bootstrap_admin_key.get_secret_value(),
+            )
         listener = asyncio.create_task(waiter.listen())
         try:
             yield
@@ -66,6 +77,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             )
         return await call_next(request)
 
-    for module in (health, jobs, images, collections):
+    for module in (health, jobs, images, collections, keys):
         app.include_router(module.router)
     return app

@@ -9,6 +9,8 @@ from fastapi import Depends, Path, Request
 
 from facerec_gateway.identities import IdentityStore
 from facerec_gateway.jobs import JobStore, JobWaiter
+from facerec_gateway.keys import KeyStore
+from facerec_gateway.limits import RateLimiter
 from facerec_gateway.settings import GatewaySettings
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -22,6 +24,8 @@ class Services:
     jobs: JobStore
     waiter: JobWaiter
     identities: IdentityStore
+    keys: KeyStore
+    limiter: RateLimiter
 
 
 def get_services(request: Request) -> Services:
@@ -29,12 +33,7 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def get_tenant(services: Annotated[Services, Depends(get_services)]) -> str:
-    return services.settings.default_tenant
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
-TenantDep = Annotated[str, Depends(get_tenant)]
 CollectionPath = Annotated[
     str,
     Path(

@@ -25,6 +25,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "request-too-large": 413,
     "too-many-pixels": 413,
     "no-face": 422,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "rate-limited": 429,
+    "overloaded": 429,
     "not-found": 404,
     "identity-not-found": 404,
     "job-not-found": 404,
@@ -56,6 +60,34 @@ def problem_from_stored(problem: dict[str, Any], **extra: Any) -> JSONResponse:
     )
 
 
+class GatewayError(FaceRecError):
+    """An error only the HTTP layer knows; may carry response headers."""
+
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.headers = headers or {}
+
+
+class Unauthorized(GatewayError):
+    code = "unauthorized"
+    title = "Unauthorized"
+
+
+class Forbidden(GatewayError):
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class RateLimited(GatewayError):
+    code = "rate-limited"
+    title = "Too many requests"
+
+
+class Overloaded(GatewayError):
+    code = "overloaded"
+    title = "Too much work waiting"
+
+
 class JobNotFound(FaceRecError):
     code = "job-not-found"
     title = "Job not found"
@@ -64,7 +96,10 @@ class JobNotFound(FaceRecError):
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(FaceRecError)
     async def domain_error(_: Request, exc: FaceRecError) -> JSONResponse:
-        return problem_response(exc.code, exc.title, exc.detail)
+        response = problem_response(exc.code, exc.title, exc.detail)
+        if isinstance(exc, GatewayError):
+            response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

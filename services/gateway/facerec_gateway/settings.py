@@ -1,5 +1,5 @@
 from facerec_common.settings import ServiceSettings
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 
@@ -15,5 +15,11 @@ class GatewaySettings(ServiceSettings):
     # How long identity and gallery calls wait for the indexer (counts, erasure).
     index_timeout_s: float = Field(30.0, gt=0)
     max_images_per_request: int = Field(10, ge=1)
-    # Until API keys arrive every request acts for this tenant.
-    default_tenant: str = "default"
+    # The first admin key, created (or refreshed) at start-up for bootstrap_tenant.
+    bootstrap_admin_key: SecretStr | None = None
+    bootstrap_tenant: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    # Requests per minute per API key unless the key sets its own (429 above it).
+    rate_limit_per_minute: int = Field(600, ge=1)
+    # New image requests get 429 while any stage queue holds more tasks than this.
+    max_queue_length: int = Field(1000, ge=0)
+    retry_after_s: int = Field(5, ge=1)

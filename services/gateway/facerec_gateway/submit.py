@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 
 from facerec_gateway.deps import Services
 from facerec_gateway.ids import sortable_id
+from facerec_gateway.limits import longest_queue
+from facerec_gateway.problems import Overloaded
 from facerec_gateway.responses import job_response
 from facerec_gateway.uploads import read_image
 
@@ -27,6 +29,13 @@ async def submit_images(
         raise InvalidInput(
             f"{len(uploads)} images sent; at most {services.settings.max_images_per_request} "
             "per request"
+        )
+    queue, waiting = await longest_queue(services.redis)
+    limit = services.settings.max_queue_length
+    if waiting > limit:
+        raise Overloaded(
+            f"{waiting} tasks wait in the {queue!r} queue (limit {limit}); retry later",
+            {"Retry-After": str(services.settings.retry_after_s)},
         )
     images = [await read_image(upload, services.settings) for upload in uploads]
     job_id = sortable_id()

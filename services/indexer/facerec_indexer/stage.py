@@ -40,6 +40,8 @@ class IndexStage:
             return self._recognize(msg)
         if msg.kind is JobKind.ENROLL:
             return self._enroll(msg)
+        if msg.kind is JobKind.VERIFY_IDENTITY:
+            return self._verify_identity(msg)
         raise InvalidInput(f"the index stage does not handle {msg.kind} jobs")
 
     def _records(self, tenant: str, collection: str, ids: list[str]) -> dict[str, IdentityRecord]:
@@ -142,6 +144,31 @@ class IndexStage:
                 for ref in msg.images
                 if ref.refused is not None
             ],
+        }
+
+    def _verify_identity(self, msg: PipelineMessage) -> dict[str, Any]:
+        collection = _required(msg.params.collection, "collection")
+        identity = _required(msg.params.identity_id, "identity_id")
+        record = self._records(msg.tenant, collection, [identity]).get(identity)
+        if record is None or record.state is not IdentityState.ACTIVE:
+            raise IdentityNotFound(f"identity {identity} does not exist in {collection!r}")
+        threshold = (
+            msg.params.threshold if msg.params.threshold is not None else msg.default_threshold
+        )
+        hits: list[Hit] = []
+        if msg.model is not None and msg.dim:
+            vectors = unpack_vectors(msg.vectors, msg.dim)
+            hits = self._index.search(
+                msg.model, vectors, Scope(msg.tenant, collection, identity), limit=1
+            )[0]
+        similarity = round(hits[0].score, 4) if hits else None
+        return {
+            "identity": {"id": record.id, "name": record.name},
+            "same": similarity is not None and threshold is not None and similarity >= threshold,
+            "similarity": similarity,
+            "threshold": threshold,
+            "model": msg.model,
+            "face": face_json(msg.faces[0]),
         }
 
     def admin(self, msg: AdminMessage) -> dict[str, Any]:

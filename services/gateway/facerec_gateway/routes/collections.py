@@ -8,7 +8,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from facerec_gateway.admin import index_admin
-from facerec_gateway.deps import CollectionPath, IdentityPath, ServicesDep, TenantDep
+from facerec_gateway.auth import ReadTenant, WriteTenant
+from facerec_gateway.deps import CollectionPath, IdentityPath, ServicesDep
 from facerec_gateway.routes.images import MaxFacesQuery, ThresholdQuery
 from facerec_gateway.routes.jobs import WaitQuery
 from facerec_gateway.submit import submit_images
@@ -34,13 +35,13 @@ def identity_body(record: IdentityRecord, face_count: int | None = None) -> dict
 
 
 @router.get("")
-async def list_collections(services: ServicesDep, tenant: TenantDep) -> dict[str, Any]:
+async def list_collections(services: ServicesDep, tenant: ReadTenant) -> dict[str, Any]:
     return {"collections": await services.identities.collections(tenant)}
 
 
 @router.delete("/{collection}")
 async def delete_collection(
-    collection: CollectionPath, services: ServicesDep, tenant: TenantDep
+    collection: CollectionPath, services: ServicesDep, tenant: WriteTenant
 ) -> dict[str, Any]:
     """Delete a gallery: every identity record and every face vector in it."""
     if not await services.identities.has_collection(tenant, collection):
@@ -58,7 +59,7 @@ async def delete_collection(
 
 @router.post("/{collection}/identities", status_code=201)
 async def create_identity(
-    collection: CollectionPath, body: NewIdentity, services: ServicesDep, tenant: TenantDep
+    collection: CollectionPath, body: NewIdentity, services: ServicesDep, tenant: WriteTenant
 ) -> JSONResponse:
     record = await services.identities.create(tenant, collection, body.name, body.metadata)
     return JSONResponse(
@@ -72,7 +73,7 @@ async def create_identity(
 async def list_identities(
     collection: CollectionPath,
     services: ServicesDep,
-    tenant: TenantDep,
+    tenant: ReadTenant,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
@@ -92,7 +93,7 @@ async def _existing(
 
 @router.get("/{collection}/identities/{identity_id}")
 async def get_identity(
-    collection: CollectionPath, identity_id: IdentityPath, services: ServicesDep, tenant: TenantDep
+    collection: CollectionPath, identity_id: IdentityPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
     record = await _existing(services, tenant, collection, identity_id)
     counted = await index_admin(services, AdminOp.COUNT, tenant, collection, identity_id)
@@ -101,7 +102,10 @@ async def get_identity(
 
 @router.delete("/{collection}/identities/{identity_id}")
 async def delete_identity(
-    collection: CollectionPath, identity_id: IdentityPath, services: ServicesDep, tenant: TenantDep
+    collection: CollectionPath,
+    identity_id: IdentityPath,
+    services: ServicesDep,
+    tenant: WriteTenant,
 ) -> dict[str, Any]:
     """Delete an identity and every face vector of it; the answer confirms none remain."""
     await _existing(services, tenant, collection, identity_id)
@@ -121,7 +125,7 @@ async def enroll(
     collection: CollectionPath,
     identity_id: IdentityPath,
     services: ServicesDep,
-    tenant: TenantDep,
+    tenant: WriteTenant,
     image: Annotated[list[UploadFile], File(description="One or more images, one face each")],
     largest_face: Annotated[
         bool, Query(description="Use the largest face of an image that has several")
@@ -138,7 +142,7 @@ async def enroll(
 async def recognize(
     collection: CollectionPath,
     services: ServicesDep,
-    tenant: TenantDep,
+    tenant: ReadTenant,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP")],
     threshold: ThresholdQuery = None,
     max_faces: MaxFacesQuery = None,
@@ -149,3 +153,19 @@ async def recognize(
     await services.identities.add_collection(tenant, collection)
     params = JobParams(collection=collection, threshold=threshold, max_faces=max_faces, top_k=top_k)
     return await submit_images(services, tenant, JobKind.RECOGNIZE, [image], params, wait)
+
+
+@router.post("/{collection}/identities/{identity_id}/verify", status_code=202, response_model=None)
+async def verify_identity(
+    collection: CollectionPath,
+    identity_id: IdentityPath,
+    services: ServicesDep,
+    tenant: ReadTenant,
+    image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP")],
+    threshold: ThresholdQuery = None,
+    wait: WaitQuery = 0,
+) -> JSONResponse:
+    """1:1 against an identity: is the photo's largest face this person?"""
+    await _existing(services, tenant, collection, identity_id)
+    params = JobParams(collection=collection, identity_id=identity_id, threshold=threshold)
+    return await submit_images(services, tenant, JobKind.VERIFY_IDENTITY, [image], params, wait)

@@ -4,7 +4,8 @@ from facerec_common.messages import JobKind, JobParams
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import JSONResponse
 
-from facerec_gateway.deps import ServicesDep, TenantDep
+from facerec_gateway.auth import ReadTenant
+from facerec_gateway.deps import ServicesDep
 from facerec_gateway.routes.jobs import WaitQuery
 from facerec_gateway.submit import submit_images
 
@@ -22,7 +23,7 @@ ThresholdQuery = Annotated[
 @router.post("/detect", status_code=202, response_model=None)
 async def detect(
     services: ServicesDep,
-    tenant: TenantDep,
+    tenant: ReadTenant,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP")],
     max_faces: MaxFacesQuery = None,
     wait: WaitQuery = 0,
@@ -35,7 +36,7 @@ async def detect(
 @router.post("/verify", status_code=202, response_model=None)
 async def verify(
     services: ServicesDep,
-    tenant: TenantDep,
+    tenant: ReadTenant,
     image1: Annotated[UploadFile, File()],
     image2: Annotated[UploadFile, File()],
     threshold: ThresholdQuery = None,

@@ -3,7 +3,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from facerec_gateway.deps import ServicesDep, TenantDep
+from facerec_gateway.auth import ReadTenant
+from facerec_gateway.deps import ServicesDep
 from facerec_gateway.problems import JobNotFound
 from facerec_gateway.responses import answer
 
@@ -17,7 +18,7 @@ WaitQuery = Annotated[
 
 @router.get("/jobs/{job_id}", response_model=None)
 async def get_job(
-    job_id: str, services: ServicesDep, tenant: TenantDep, wait: WaitQuery = 0
+    job_id: str, services: ServicesDep, tenant: ReadTenant, wait: WaitQuery = 0
 ) -> JSONResponse:
     """A job's status (queued, running, done, failed) and, once done, its result."""
     job = await services.waiter.wait(services.jobs, job_id, min(wait, services.settings.max_wait_s))

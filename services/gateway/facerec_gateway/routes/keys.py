@@ -1,0 +1,70 @@
+from typing import Annotated, Any
+
+from facerec_common.errors import NotFound
+from facerec_common.messages import AdminOp
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from facerec_gateway.admin import index_admin
+from facerec_gateway.auth import AdminKey
+from facerec_gateway.deps import ServicesDep
+from facerec_gateway.keys import KeyScope
+from facerec_gateway.problems import Forbidden
+
+router = APIRouter(prefix="/v1", tags=["keys"])
+
+
+class NewKey(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[KeyScope] = Field(min_length=1)
+    # Keys are created for the caller's own tenant; naming another one is refused (403).
+    tenant: str | None = None
+    rate_limit_per_minute: int | None = Field(None, ge=1)
+
+
+@router.post("/keys", status_code=201)
+async def create_key(body: NewKey, key: AdminKey, services: ServicesDep) -> JSONResponse:
+    """A new key for this tenant. The key itself is in this answer only; store it."""
+    if body.tenant is not None and body.tenant != key.tenant:
+        raise Forbidden(f"this key belongs to tenant {key.tenant!r}, not {body.tenant!r}")
+    record, secret = await services.keys.create(
+        key.tenant, set(body.scopes), body.name, body.rate_limit_per_minute
+    )
+    return JSONResponse({**record.body(), "key": secret}, status_code=201)
+
+
+@router.get("/keys")
+async def list_keys(
+    key: AdminKey,
+    services: ServicesDep,
+    prefix: Annotated[str | None, Query(max_length=20, description="Only keys starting so")] = None,
+) -> dict[str, Any]:
+    return {"keys": [k.body() for k in await services.keys.list(key.tenant, prefix)]}
+
+
+@router.delete("/keys/{prefix}")
+async def revoke_key(prefix: str, key: AdminKey, services: ServicesDep) -> dict[str, Any]:
+    if not await services.keys.revoke(key.tenant, prefix):
+        raise NotFound(f"no key {prefix!r} in this tenant")
+    return {"prefix": prefix, "revoked": True}
+
+
+@router.delete("/tenant")
+async def erase_tenant(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
+    """Erase the tenant: every gallery, identity and face vector, then every key."""
+    tenant = key.tenant
+    collections = [c["name"] for c in await services.identities.collections(tenant)]
+    marked = {c: await services.identities.mark_collection_deleting(tenant, c) for c in collections}
+    erased = await index_admin(services, AdminOp.DELETE_TENANT, tenant)
+    for collection, ids in marked.items():
+        await services.identities.remove_collection(tenant, collection, ids)
+    revoked = await services.keys.revoke_all(tenant)
+    return {
+        "tenant": tenant,
+        "deleted_collections": len(collections),
+        "deleted_identities": sum(len(ids) for ids in marked.values()),
+        "deleted_faces": erased["deleted"],
+        "remaining_faces": erased["remaining"],
+        "revoked_keys": revoked,
+    }
