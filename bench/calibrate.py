@@ -47,6 +47,33 @@ def main() -> None:
         frr = float(((s < t) & y).sum() / max(y.sum(), 1))
         mark = "  <- best accuracy" if t == round(float(best), 2) else ""
         print(f"{t:9.2f}  {far:27.2%}  {frr:27.2%}  {((s >= t) == y).mean():8.2%}{mark}")
+    slope, intercept = platt(s, y)
+    print(
+        f"confidence = 1 / (1 + exp(-({slope:.4f} * similarity + {intercept:.4f})))"
+        "  (Platt scaling)"
+    )
+    for t in (0.2, 0.25, 0.3, 0.35, 0.4):
+        confidence = 1 / (1 + np.exp(-(slope * t + intercept)))
+        print(f"  similarity {t:.2f} -> confidence {confidence:.4f}")
+
+
+def platt(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """Fit P(same | similarity) = sigmoid(a * s + b) by Platt's method: Newton steps on the
+    log loss against smoothed targets, which keeps the fit finite when the pairs are
+    perfectly separable (as these are)."""
+    positives, negatives = int(same.sum()), int((~same).sum())
+    target = np.where(same, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    a, b = 1.0, 0.0
+    features = np.stack([scores, np.ones_like(scores)], axis=1)
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-(a * scores + b)))
+        gradient = features.T @ (p - target)
+        hessian = features.T @ (features * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(a), float(b)
 
 
 if __name__ == "__main__":

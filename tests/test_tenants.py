@@ -90,7 +90,7 @@ def test_keys_are_stored_as_digests_listed_by_prefix_and_revoked(
     assert key.startswith(prefix + "_")
 
     stored = redis.Redis.from_url(stack.redis_url).hgetall(api_key_key(prefix.removeprefix("frk_")))
-    assert stored[b"digest"].decode() == hashlib.sha256(key.encode()).hexdigest()
+    assert stored[b"digest"] == hashlib.sha256(key.encode()).hexdigest().encode()
     assert all(key.encode() not in value for value in stored.values())
 
     listed = api.get("/v1/keys", params={"prefix": prefix}).json()["keys"]

@@ -32,6 +32,7 @@ class JobParams(BaseModel):
     collection: str | None = None
     identity_id: str | None = None
     threshold: float | None = None
+    confidence_threshold: float | None = None
     top_k: int = 1
     max_faces: int | None = None
     largest_face: bool = False
@@ -72,6 +73,8 @@ class PipelineMessage(BaseModel):
     # float32 vectors, one per crop.
     vectors: bytes = b""
     default_threshold: float | None = None
+    # Platt constants (a, b) of the model: confidence = sigmoid(a * similarity + b).
+    calibration: tuple[float, float] | None = None
 
     def embedded_faces(self) -> list[DetectedFace]:
         """The faces that have a crop (and later a vector), in crop order."""

@@ -26,7 +26,7 @@ def load_stage(settings: EmbedderSettings) -> EmbedStage:
     embedder.warm_up()
     log.info("embedder ready: %s (%d-d) on %s", embedder.name, embedder.dim, embedder.providers)
     threshold = settings.threshold if settings.threshold is not None else pack.default_threshold
-    return EmbedStage(embedder, threshold)
+    return EmbedStage(embedder, threshold, pack.calibration)
 
 
 def main() -> None:

@@ -5,7 +5,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from facerec_common.identities import IdentityRecord, IdentityState, text
-from facerec_common.names import collections_key, identities_key, identity_key
+from facerec_common.names import (
+    collection_settings_key,
+    collections_key,
+    identities_key,
+    identity_key,
+)
 
 from facerec_gateway.ids import sortable_id
 
@@ -27,6 +32,26 @@ class IdentityStore:
                 pipe.zcard(identities_key(tenant, name))
             counts = await pipe.execute()
         return [{"name": n, "identities": c} for n, c in zip(names, counts, strict=True)]
+
+    async def collection(self, tenant: str, collection: str) -> dict[str, Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(identities_key(tenant, collection))
+            pipe.hget(collection_settings_key(tenant, collection), "threshold")
+            count, threshold = await pipe.execute()
+        return {
+            "name": collection,
+            "identities": count,
+            "threshold": float(threshold) if threshold else None,
+        }
+
+    async def set_threshold(self, tenant: str, collection: str, threshold: float | None) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(collections_key(tenant), collection)
+            if threshold is None:
+                pipe.hdel(collection_settings_key(tenant, collection), "threshold")
+            else:
+                pipe.hset(collection_settings_key(tenant, collection), "threshold", repr(threshold))
+            await pipe.execute()
 
     async def create(
         self, tenant: str, collection: str, name: str, metadata: dict[str, Any]
@@ -93,5 +118,6 @@ class IdentityStore:
             for identity in ids:
                 pipe.delete(identity_key(tenant, collection, identity))
             pipe.delete(identities_key(tenant, collection))
+            pipe.delete(collection_settings_key(tenant, collection))
             pipe.srem(collections_key(tenant), collection)
             await pipe.execute()

@@ -10,7 +10,8 @@ from facerec_common.codec import unpack_vectors
 from facerec_common.errors import IdentityNotFound, InvalidInput
 from facerec_common.identities import IdentityRecord, IdentityState
 from facerec_common.messages import AdminMessage, AdminOp, JobKind, PipelineMessage, face_json
-from facerec_common.names import identity_key
+from facerec_common.names import collection_settings_key, identity_key
+from facerec_common.scores import Calibration, resolve_threshold, scored
 
 from facerec_indexer.index import FaceIndex, FacePoint, Hit, Scope
 
@@ -55,11 +56,16 @@ class IndexStage:
             if fields
         }
 
+    def _threshold(self, msg: PipelineMessage, collection: str) -> tuple[float, Calibration | None]:
+        calibration = Calibration(*msg.calibration) if msg.calibration else None
+        stored = self._redis.hget(collection_settings_key(msg.tenant, collection), "threshold")
+        gallery = float(stored) if stored else None
+        default = msg.default_threshold if msg.default_threshold is not None else 1.0
+        return resolve_threshold(msg.params, gallery, default, calibration), calibration
+
     def _recognize(self, msg: PipelineMessage) -> dict[str, Any]:
         collection = _required(msg.params.collection, "collection")
-        threshold = (
-            msg.params.threshold if msg.params.threshold is not None else msg.default_threshold
-        )
+        threshold, calibration = self._threshold(msg, collection)
         top_k = max(1, min(msg.params.top_k, self._max_top_k))
         vectors = unpack_vectors(msg.vectors, msg.dim) if msg.dim else None
         hits: list[list[Hit]] = []
@@ -83,7 +89,7 @@ class IndexStage:
                 {
                     "id": h.identity_id,
                     "name": names[h.identity_id].name,
-                    "similarity": round(h.score, 4),
+                    **scored(h.score, calibration),
                 }
                 for h in hits_of_face
                 if h.identity_id in names
@@ -97,6 +103,7 @@ class IndexStage:
                     if known
                     else None,
                     "similarity": candidates[0]["similarity"] if candidates else None,
+                    "confidence": candidates[0]["confidence"] if candidates else None,
                     "candidates": candidates,
                 }
             )
@@ -152,20 +159,21 @@ class IndexStage:
         record = self._records(msg.tenant, collection, [identity]).get(identity)
         if record is None or record.state is not IdentityState.ACTIVE:
             raise IdentityNotFound(f"identity {identity} does not exist in {collection!r}")
-        threshold = (
-            msg.params.threshold if msg.params.threshold is not None else msg.default_threshold
-        )
+        threshold, calibration = self._threshold(msg, collection)
         hits: list[Hit] = []
         if msg.model is not None and msg.dim:
             vectors = unpack_vectors(msg.vectors, msg.dim)
             hits = self._index.search(
                 msg.model, vectors, Scope(msg.tenant, collection, identity), limit=1
             )[0]
-        similarity = round(hits[0].score, 4) if hits else None
         return {
             "identity": {"id": record.id, "name": record.name},
-            "same": similarity is not None and threshold is not None and similarity >= threshold,
-            "similarity": similarity,
+            "same": bool(hits) and hits[0].score >= threshold,
+            **(
+                scored(hits[0].score, calibration)
+                if hits
+                else {"similarity": None, "confidence": None}
+            ),
             "threshold": threshold,
             "model": msg.model,
             "face": face_json(msg.faces[0]),

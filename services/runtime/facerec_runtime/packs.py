@@ -29,13 +29,15 @@ class ModelPack:
     recognizer: ModelFile
     # Cosine similarity at or above which two faces are called the same person.
     default_threshold: float
+    # Platt scaling of similarity to confidence, fitted by bench/calibrate.py.
+    calibration: tuple[float, float] | None = None
 
     @property
     def recognizer_name(self) -> str:
         return Path(self.recognizer.filename).stem
 
 
-# Thresholds from scripts/calibrate.py on the faces-dev verification pairs (see README).
+# Thresholds and calibrations: bench/calibrate.py on the faces-dev verification pairs (README).
 KNOWN_PACKS: dict[str, ModelPack] = {
     "buffalo_sc": ModelPack(
         name="buffalo_sc",
@@ -48,6 +50,7 @@ KNOWN_PACKS: dict[str, ModelPack] = {
             "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",
         ),
         default_threshold=0.30,
+        calibration=(21.4874, -5.8199),
     ),
     "buffalo_l": ModelPack(
         name="buffalo_l",

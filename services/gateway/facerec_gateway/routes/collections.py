@@ -10,7 +10,12 @@ from pydantic import BaseModel, Field
 from facerec_gateway.admin import index_admin
 from facerec_gateway.auth import ReadTenant, WriteTenant
 from facerec_gateway.deps import CollectionPath, IdentityPath, ServicesDep
-from facerec_gateway.routes.images import MaxFacesQuery, ThresholdQuery
+from facerec_gateway.routes.images import (
+    ConfidenceQuery,
+    MaxFacesQuery,
+    ThresholdQuery,
+    threshold_params,
+)
 from facerec_gateway.routes.jobs import WaitQuery
 from facerec_gateway.submit import submit_images
 
@@ -37,6 +42,29 @@ def identity_body(record: IdentityRecord, face_count: int | None = None) -> dict
 @router.get("")
 async def list_collections(services: ServicesDep, tenant: ReadTenant) -> dict[str, Any]:
     return {"collections": await services.identities.collections(tenant)}
+
+
+class GallerySettings(BaseModel):
+    # Cosine similarity for this gallery's matches; null returns to the model's default.
+    threshold: float | None = Field(None, ge=-1, le=1)
+
+
+@router.get("/{collection}")
+async def get_collection(
+    collection: CollectionPath, services: ServicesDep, tenant: ReadTenant
+) -> dict[str, Any]:
+    if not await services.identities.has_collection(tenant, collection):
+        raise NotFound(f"collection {collection!r} does not exist")
+    return await services.identities.collection(tenant, collection)
+
+
+@router.patch("/{collection}")
+async def update_collection(
+    collection: CollectionPath, body: GallerySettings, services: ServicesDep, tenant: WriteTenant
+) -> dict[str, Any]:
+    """Set the gallery's own match threshold (a request's threshold still overrides it)."""
+    await services.identities.set_threshold(tenant, collection, body.threshold)
+    return await services.identities.collection(tenant, collection)
 
 
 @router.delete("/{collection}")
@@ -145,13 +173,19 @@ async def recognize(
     tenant: ReadTenant,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP")],
     threshold: ThresholdQuery = None,
+    confidence_threshold: ConfidenceQuery = None,
     max_faces: MaxFacesQuery = None,
     top_k: Annotated[int, Query(ge=1, le=20)] = 1,
     wait: WaitQuery = 0,
 ) -> JSONResponse:
     """Every face in the image with who it is (or null: unknown) and the top candidates."""
     await services.identities.add_collection(tenant, collection)
-    params = JobParams(collection=collection, threshold=threshold, max_faces=max_faces, top_k=top_k)
+    params = JobParams(
+        collection=collection,
+        max_faces=max_faces,
+        top_k=top_k,
+        **threshold_params(threshold, confidence_threshold),
+    )
     return await submit_images(services, tenant, JobKind.RECOGNIZE, [image], params, wait)
 
 
@@ -163,9 +197,14 @@ async def verify_identity(
     tenant: ReadTenant,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP")],
     threshold: ThresholdQuery = None,
+    confidence_threshold: ConfidenceQuery = None,
     wait: WaitQuery = 0,
 ) -> JSONResponse:
     """1:1 against an identity: is the photo's largest face this person?"""
     await _existing(services, tenant, collection, identity_id)
-    params = JobParams(collection=collection, identity_id=identity_id, threshold=threshold)
+    params = JobParams(
+        collection=collection,
+        identity_id=identity_id,
+        **threshold_params(threshold, confidence_threshold),
+    )
     return await submit_images(services, tenant, JobKind.VERIFY_IDENTITY, [image], params, wait)

@@ -1,5 +1,6 @@
 from typing import Annotated
 
+from facerec_common.errors import InvalidInput
 from facerec_common.messages import JobKind, JobParams
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import JSONResponse
@@ -18,6 +19,16 @@ ThresholdQuery = Annotated[
     float | None,
     Query(ge=-1, le=1, description="Cosine similarity for 'same person'; default per model"),
 ]
+ConfidenceQuery = Annotated[
+    float | None,
+    Query(gt=0, lt=1, description="The threshold as a calibrated confidence instead"),
+]
+
+
+def threshold_params(threshold: float | None, confidence: float | None) -> dict[str, float | None]:
+    if threshold is not None and confidence is not None:
+        raise InvalidInput("give threshold or confidence_threshold, not both")
+    return {"threshold": threshold, "confidence_threshold": confidence}
 
 
 @router.post("/detect", status_code=202, response_model=None)
@@ -40,8 +51,9 @@ async def verify(
     image1: Annotated[UploadFile, File()],
     image2: Annotated[UploadFile, File()],
     threshold: ThresholdQuery = None,
+    confidence_threshold: ConfidenceQuery = None,
     wait: WaitQuery = 0,
 ) -> JSONResponse:
     """1:1: are the largest faces of the two images the same person?"""
-    params = JobParams(threshold=threshold, largest_face=True)
+    params = JobParams(largest_face=True, **threshold_params(threshold, confidence_threshold))
     return await submit_images(services, tenant, JobKind.VERIFY, [image1, image2], params, wait)

@@ -1,0 +1,49 @@
+"""Similarity, confidence, and which threshold applies.
+
+``similarity`` is the raw cosine of two unit vectors. ``confidence`` in [0, 1] is a Platt
+calibration of it fitted per model on verification pairs (bench/calibrate.py), so a
+threshold can be given in either unit.
+"""
+
+import math
+from dataclasses import dataclass
+
+from facerec_common.messages import JobParams
+
+
+@dataclass(frozen=True)
+class Calibration:
+    a: float
+    b: float
+
+    def confidence(self, similarity: float) -> float:
+        return 1.0 / (1.0 + math.exp(-(self.a * similarity + self.b)))
+
+    def similarity_for(self, confidence: float) -> float:
+        """The similarity at which ``confidence`` is reached."""
+        clipped = min(max(confidence, 1e-6), 1 - 1e-6)
+        return (math.log(clipped / (1 - clipped)) - self.b) / self.a
+
+
+def resolve_threshold(
+    params: JobParams,
+    gallery_threshold: float | None,
+    default_threshold: float,
+    calibration: Calibration | None,
+) -> float:
+    """The request's threshold (in similarity or confidence), else the gallery's, else the
+    model's default; always returned as a similarity."""
+    if params.threshold is not None:
+        return params.threshold
+    if params.confidence_threshold is not None and calibration is not None:
+        return round(calibration.similarity_for(params.confidence_threshold), 4)
+    if gallery_threshold is not None:
+        return gallery_threshold
+    return default_threshold
+
+
+def scored(similarity: float, calibration: Calibration | None) -> dict[str, float | None]:
+    return {
+        "similarity": round(similarity, 4),
+        "confidence": round(calibration.confidence(similarity), 4) if calibration else None,
+    }
