@@ -12,6 +12,22 @@ export FACEREC_GATEWAY_PORT="${FACEREC_GATEWAY_PORT:-8000}"
 export FACEREC_INDEXER_DATA_DIR="${FACEREC_INDEXER_DATA_DIR:-$ROOT/data}"
 mkdir -p "$FACEREC_INDEXER_DATA_DIR/redis"
 
-echo "facerec: starting; the API will answer at http://127.0.0.1:$FACEREC_GATEWAY_PORT (docs: /docs, readiness: /readyz)"
+# The default tenant's admin key: made once, kept (mode 600) beside the data it guards, and
+# handed to the gateway as its bootstrap key, so each start prints the same working key.
+KEY_FILE="$FACEREC_INDEXER_DATA_DIR/admin-key"
+if [ -z "${FACEREC_GATEWAY_BOOTSTRAP_ADMIN_KEY:-}" ]; then
+    if [ ! -s "$KEY_FILE" ]; then
+        (umask 077 && "$ROOT/.venv/bin/python" -c \
+            "from facerec_gateway.keys import new_key; print(new_key())" >"$KEY_FILE")
+    fi
+    FACEREC_GATEWAY_BOOTSTRAP_ADMIN_KEY="$(cat "$KEY_FILE")"
+    export FACEREC_GATEWAY_BOOTSTRAP_ADMIN_KEY
+fi
+
+cat <<EOF
+facerec: starting; the API will answer at http://127.0.0.1:$FACEREC_GATEWAY_PORT (docs: /docs, readiness: /readyz)
+facerec: API key for tenant "${FACEREC_GATEWAY_BOOTSTRAP_TENANT:-default}" (scopes read, write, admin):
+    export FACEREC_API_KEY=$FACEREC_GATEWAY_BOOTSTRAP_ADMIN_KEY
+EOF
 cd "$ROOT"
 exec "$ROOT/.venv/bin/honcho" --no-prefix -f Procfile start 2>&1

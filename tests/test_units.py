@@ -6,8 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from facerec_common.codec import pack_crops, pack_vectors, unpack_crops, unpack_vectors
-from facerec_common.errors import ModelFileMismatch
-from facerec_common.messages import DetectedFace, ImageRef, JobKind, PipelineMessage, Refusal
+from facerec_common.errors import InvalidInput, ModelFileMismatch
+from facerec_common.messages import (
+    DetectedFace,
+    ImageRef,
+    JobKind,
+    JobParams,
+    PipelineMessage,
+    Refusal,
+)
+from facerec_common.scores import Calibration, resolve_threshold
 from facerec_gateway.ids import sortable_id
 from facerec_runtime.packs import (
     KNOWN_PACKS,
@@ -71,3 +79,14 @@ def test_sortable_ids_sort_by_creation_time() -> None:
         ids.append(sortable_id())
         time.sleep(0.002)
     assert ids == sorted(ids) and len(set(ids)) == 3
+
+
+def test_the_threshold_comes_from_the_request_then_the_gallery_then_the_model() -> None:
+    calibration = Calibration(21.4874, -5.8199)
+    assert resolve_threshold(JobParams(), None, 0.3, calibration) == 0.3
+    assert resolve_threshold(JobParams(), 0.45, 0.3, calibration) == 0.45
+    assert resolve_threshold(JobParams(threshold=0.2), 0.45, 0.3, calibration) == 0.2
+    by_confidence = resolve_threshold(JobParams(confidence_threshold=0.9), 0.45, 0.3, calibration)
+    assert calibration.confidence(by_confidence) == pytest.approx(0.9, abs=1e-3)
+    with pytest.raises(InvalidInput, match="no confidence calibration"):
+        resolve_threshold(JobParams(confidence_threshold=0.9), None, 0.3, None)

@@ -8,6 +8,7 @@ threshold can be given in either unit.
 import math
 from dataclasses import dataclass
 
+from facerec_common.errors import InvalidInput
 from facerec_common.messages import JobParams
 
 
@@ -35,7 +36,11 @@ def resolve_threshold(
     model's default; always returned as a similarity."""
     if params.threshold is not None:
         return params.threshold
-    if params.confidence_threshold is not None and calibration is not None:
+    if params.confidence_threshold is not None:
+        if calibration is None:
+            raise InvalidInput(
+                "this model pack has no confidence calibration; give threshold instead"
+            )
         return round(calibration.similarity_for(params.confidence_threshold), 4)
     if gallery_threshold is not None:
         return gallery_threshold
