@@ -82,6 +82,7 @@ class Stack:
     logs: Path
     admin_key: str
     env: dict[str, str]
+    metrics_urls: dict[str, str] = field(default_factory=dict)  # worker module -> /metrics
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, module: str) -> None:
@@ -109,6 +110,7 @@ def running_stack(
 ) -> Iterator[Stack]:
     port = free_port()
     admin_key = new_key()
+    metrics_ports = {name: free_port() for name in ("detector", "embedder", "indexer")}
     env = {
         **os.environ,
         "FACEREC_REDIS_URL": redis_url,
@@ -119,12 +121,20 @@ def running_stack(
         # Two model workers share two cores here; one thread each keeps them from fighting.
         "FACEREC_DETECTOR_INTRA_OP_THREADS": "1",
         "FACEREC_EMBEDDER_INTRA_OP_THREADS": "1",
+        **{f"FACEREC_{name.upper()}_METRICS_PORT": str(p) for name, p in metrics_ports.items()},
         **(extra_env or {}),
     }
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stack = Stack(
-        url=f"http://127.0.0.1:{port}", redis_url=redis_url, logs=logs, admin_key=admin_key, env=env
+        url=f"http://127.0.0.1:{port}",
+        redis_url=redis_url,
+        logs=logs,
+        admin_key=admin_key,
+        env=env,
+        metrics_urls={
+            f"facerec_{name}": f"http://127.0.0.1:{p}/metrics" for name, p in metrics_ports.items()
+        },
     )
     for module in SERVICES:
         stack.start(module)

@@ -2,7 +2,7 @@
 
 from celery import Celery
 
-from facerec_common.names import TASK_QUEUES
+from facerec_common.names import PRIORITY_SEPARATOR, PRIORITY_STEPS, TASK_QUEUES
 
 
 def make_celery(main: str, redis_url: str) -> Celery:
@@ -22,7 +22,13 @@ def make_celery(main: str, redis_url: str) -> Celery:
         task_routes={name: {"queue": str(queue)} for name, queue in TASK_QUEUES.items()},
         task_default_queue="detect",
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={
+            "visibility_timeout": 3600,
+            # Two levels: interactive (0, consumed first) and batch (names.BATCH_PRIORITY).
+            "priority_steps": PRIORITY_STEPS,
+            "sep": PRIORITY_SEPARATOR,
+            "queue_order_strategy": "priority",
+        },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,

@@ -15,6 +15,23 @@ class Queue(StrEnum):
     INDEX = "index"
 
 
+# Batch work is sent with this Celery priority (0 is the highest on Redis), so interactive
+# requests overtake a running archive import. Celery's Redis transport keeps each priority
+# level of a queue in its own list: "detect" for interactive work, "detect:9" for batches.
+BATCH_PRIORITY = 9
+PRIORITY_STEPS = [0, BATCH_PRIORITY]
+PRIORITY_SEPARATOR = ":"
+
+
+def queue_lists() -> list[str]:
+    """Every Redis list that holds waiting tasks, interactive and batch."""
+    return [
+        name
+        for queue in Queue
+        for name in (str(queue), f"{queue}{PRIORITY_SEPARATOR}{BATCH_PRIORITY}")
+    ]
+
+
 class Task(StrEnum):
     DETECT = "facerec.detect"
     EMBED = "facerec.embed"

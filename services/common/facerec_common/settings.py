@@ -4,6 +4,8 @@ Shared keys use the plain ``FACEREC_`` prefix (``FACEREC_REDIS_URL``), so one va
 ``.env`` file reaches every service; a service's own keys use ``FACEREC_<SERVICE>_``.
 """
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -32,6 +34,10 @@ class ServiceSettings(ImageLimits):
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=shared("redis_url"))
     log_level: str = Field("INFO", validation_alias=shared("log_level"))
+    # json: one JSON object a line with the job id (for log collectors); text: for people.
+    log_format: Literal["json", "text"] = Field("json", validation_alias=shared("log_format"))
+    # Workers serve Prometheus metrics on this port (0: none); each worker sets its default.
+    metrics_port: int = Field(0, ge=0, le=65535)
     # How long a finished job's record (status and result) stays readable.
     job_ttl_s: int = Field(24 * 3600, gt=0, validation_alias=shared("job_ttl_s"))
     # Uploaded image bytes wait in Redis at most this long; a finished job deletes them at once.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from facerec_common.codec import CROP_SIZE
+from facerec_common.metrics import MODEL_INFERENCE, timed
 from facerec_runtime.loader import LoadedModel
 from insightface.utils import face_align
 
@@ -26,7 +27,8 @@ class FaceDetector:
 
     def detect(self, image: npt.NDArray[np.uint8], max_faces: int) -> Detections:
         """Faces in a BGR image, the ``max_faces`` largest, largest first."""
-        dets, kps = self._model.detect(image, input_size=self._size)
+        with timed(MODEL_INFERENCE.labels("detection")):
+            dets, kps = self._model.detect(image, input_size=self._size)
         boxes = dets[:, :4].astype(np.float32)
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         order = np.argsort(-areas, kind="stable")[:max_faces]

@@ -9,6 +9,9 @@ class DetectorSettings(ServiceSettings, RuntimeSettings):
         env_prefix="FACEREC_DETECTOR_", extra="ignore", populate_by_name=True
     )
 
+    # Prometheus metrics at http://<host>:<port>/metrics (0: off).
+    metrics_port: int = Field(9101, ge=0, le=65535)
+
     # SCRFD input size (square); images are letterboxed to it.
     det_size: int = Field(640, ge=128, le=2048, multiple_of=32)
     det_thresh: float = Field(0.5, gt=0, lt=1)

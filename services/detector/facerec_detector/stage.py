@@ -9,6 +9,7 @@ import numpy.typing as npt
 from facerec_common.codec import CROP_SIZE, pack_crops
 from facerec_common.errors import FaceRecError, NoFaceFound
 from facerec_common.messages import DetectedFace, JobKind, PipelineMessage, Refusal, face_json
+from facerec_common.metrics import FACES_PER_IMAGE
 from facerec_common.worker import StageOutcome
 
 from facerec_detector.decode import decode_bgr
@@ -70,6 +71,7 @@ class DetectStage:
         self, image_index: int, pixels: npt.NDArray[np.uint8], max_faces: int
     ) -> list[DetectedFace]:
         found = self._detector.detect(pixels, max_faces)
+        FACES_PER_IMAGE.observe(len(found.boxes))
         faces = []
         for box, score, points in zip(found.boxes, found.scores, found.landmarks, strict=True):
             face = DetectedFace(

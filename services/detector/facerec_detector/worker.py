@@ -3,9 +3,10 @@
 import logging
 
 from facerec_common.jobs import JobWriter
+from facerec_common.logs import configure_logging
 from facerec_common.messages import PipelineMessage
 from facerec_common.names import Queue, Task
-from facerec_common.worker import StageOutcome, configure_logging, run_worker, stage_app
+from facerec_common.worker import StageOutcome, run_worker, stage_app
 from facerec_runtime.loader import load_model
 from facerec_runtime.packs import KNOWN_PACKS
 
@@ -30,12 +31,12 @@ def load_stage(settings: DetectorSettings) -> DetectStage:
 
 def main() -> None:
     settings = DetectorSettings()
-    configure_logging(settings.log_level)
+    configure_logging("detector", settings.log_level, settings.log_format)
     stage = load_stage(settings)
 
     def run(msg: PipelineMessage, jobs: JobWriter) -> StageOutcome:
         jobs.mark_running(msg.job_id)
         return stage.run(msg, lambda index: jobs.load_image(msg.job_id, index))
 
-    app = stage_app("facerec-detector", settings, Task.DETECT, Task.EMBED, run)
+    app = stage_app("facerec-detector", settings, "detect", Task.DETECT, Task.EMBED, run)
     run_worker(app, Queue.DETECT, settings)

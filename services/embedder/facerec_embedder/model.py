@@ -2,6 +2,7 @@
 
 import numpy as np
 import numpy.typing as npt
+from facerec_common.metrics import MODEL_INFERENCE, timed
 from facerec_runtime.loader import LoadedModel
 
 
@@ -17,10 +18,10 @@ class FaceEmbedder:
         """N x 112 x 112 x 3 BGR crops to N x dim unit vectors."""
         if len(crops) == 0:
             return np.empty((0, self.dim), dtype=np.float32)
-        parts = [
-            self._model.get_feat(list(crops[start : start + self._batch_size]))
-            for start in range(0, len(crops), self._batch_size)
-        ]
+        parts = []
+        for start in range(0, len(crops), self._batch_size):
+            with timed(MODEL_INFERENCE.labels("recognition")):
+                parts.append(self._model.get_feat(list(crops[start : start + self._batch_size])))
         vectors = np.concatenate(parts).astype(np.float32, copy=False)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         unit: npt.NDArray[np.float32] = vectors / np.maximum(norms, 1e-12)

@@ -3,9 +3,10 @@
 import logging
 
 from facerec_common.jobs import JobWriter
+from facerec_common.logs import configure_logging
 from facerec_common.messages import PipelineMessage
 from facerec_common.names import Queue, Task
-from facerec_common.worker import StageOutcome, configure_logging, run_worker, stage_app
+from facerec_common.worker import StageOutcome, run_worker, stage_app
 from facerec_runtime.loader import load_model
 from facerec_runtime.packs import KNOWN_PACKS
 
@@ -31,11 +32,11 @@ def load_stage(settings: EmbedderSettings) -> EmbedStage:
 
 def main() -> None:
     settings = EmbedderSettings()
-    configure_logging(settings.log_level)
+    configure_logging("embedder", settings.log_level, settings.log_format)
     stage = load_stage(settings)
 
     def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
         return stage.run(msg)
 
-    app = stage_app("facerec-embedder", settings, Task.EMBED, Task.INDEX_FACES, run)
+    app = stage_app("facerec-embedder", settings, "embed", Task.EMBED, Task.INDEX_FACES, run)
     run_worker(app, Queue.EMBED, settings)

@@ -1,7 +1,7 @@
 """Run the gateway: ``python -m facerec_gateway``."""
 
 import uvicorn
-from facerec_common.worker import configure_logging
+from facerec_common.logs import configure_logging
 
 from facerec_gateway.app import create_app
 from facerec_gateway.settings import GatewaySettings
@@ -9,7 +9,7 @@ from facerec_gateway.settings import GatewaySettings
 
 def main() -> None:
     settings = GatewaySettings()
-    configure_logging(settings.log_level)
+    configure_logging("gateway", settings.log_level, settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

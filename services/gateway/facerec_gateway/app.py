@@ -1,18 +1,21 @@
-"""The FastAPI application: wiring, lifespan, and the request-size guard."""
+"""The FastAPI application: wiring, lifespan, metrics, and the request-size guard."""
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from facerec_common.celery_app import make_celery
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from facerec_gateway.deps import Services
 from facerec_gateway.identities import IdentityStore
 from facerec_gateway.jobs import JobStore, JobWaiter
 from facerec_gateway.keys import KeyScope, KeyStore
 from facerec_gateway.limits import RateLimiter
+from facerec_gateway.metrics import MetricsMiddleware
 from facerec_gateway.problems import install_handlers, problem_response
 from facerec_gateway.routes import collections, health, images, jobs, keys
 from facerec_gateway.settings import GatewaySettings
@@ -64,19 +67,31 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_handlers(app)
     max_body = settings.max_image_bytes * settings.max_images_per_request + _MULTIPART_OVERHEAD
 
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
-            return problem_response(
-                "request-too-large",
-                "Request too large",
-                f"the request body has {length} bytes; the limit is {max_body} bytes",
-            )
-        return await call_next(request)
-
     for module in (health, jobs, images, collections, keys):
         app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_body=max_body)
+    app.add_middleware(MetricsMiddleware)
     return app
+
+
+class BodySizeLimit:
+    """Refuses a body larger than the images a request may carry, from its Content-Length,
+    before reading it. Pure ASGI, so the endpoint's context (the job id) reaches the
+    metrics middleware around it."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                response = problem_response(
+                    "request-too-large",
+                    "Request too large",
+                    f"the request body has {length} bytes; the limit is {self.max_body} bytes",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -3,7 +3,7 @@
 import time
 
 import redis.asyncio as aioredis
-from facerec_common.names import Queue, rate_key
+from facerec_common.names import Queue, queue_lists, rate_key
 
 WINDOW_S = 60
 
@@ -28,13 +28,19 @@ class RateLimiter:
         return max(1, int((window + 1) * WINDOW_S - now) + 1)
 
 
-async def longest_queue(client: "aioredis.Redis") -> tuple[str, int]:
-    """The stage queue with the most waiting tasks (Celery's Redis transport keeps each
-    queue as a list named after it)."""
+async def queue_lengths(client: "aioredis.Redis") -> dict[str, int]:
+    """Waiting tasks in every queue list, interactive and batch (Celery's Redis transport
+    keeps each queue and priority level as a list)."""
+    names = queue_lists()
     async with client.pipeline(transaction=False) as pipe:
-        for queue in Queue:
-            pipe.llen(str(queue))
+        for name in names:
+            pipe.llen(name)
         lengths = await pipe.execute()
-    return max(
-        zip([str(q) for q in Queue], (int(n) for n in lengths), strict=True), key=lambda p: p[1]
-    )
+    return {name: int(n) for name, n in zip(names, lengths, strict=True)}
+
+
+async def longest_queue(client: "aioredis.Redis") -> tuple[str, int]:
+    """The interactive stage queue with the most waiting tasks. Batches have their own
+    limit (they wait in the batch lists and never make interactive requests wait)."""
+    lengths = await queue_lengths(client)
+    return max(((str(q), lengths[str(q)]) for q in Queue), key=lambda pair: pair[1])

@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 
 from facerec_common.errors import InvalidInput
+from facerec_common.logs import current_job
 from facerec_common.messages import ImageRef, JobKind, JobParams, PipelineMessage
 from facerec_common.names import Task
 from fastapi import UploadFile
@@ -39,6 +40,7 @@ async def submit_images(
         )
     images = [await read_image(upload, services.settings) for upload in uploads]
     job_id = sortable_id()
+    current_job.set(job_id)  # for this request's log lines; the access log resets it
     msg = PipelineMessage(
         job_id=job_id,
         kind=kind,

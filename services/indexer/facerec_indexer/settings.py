@@ -10,6 +10,9 @@ class IndexerSettings(ServiceSettings):
         env_prefix="FACEREC_INDEXER_", extra="ignore", populate_by_name=True
     )
 
+    # Prometheus metrics at http://<host>:<port>/metrics (0: off).
+    metrics_port: int = Field(9103, ge=0, le=65535)
+
     # Embedded Qdrant Edge keeps its shards here when no Qdrant server is configured.
     data_dir: Path = Path("data")
     # Set this to use a Qdrant server (compose, Kubernetes) instead of the embedded engine.

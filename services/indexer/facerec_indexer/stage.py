@@ -10,6 +10,7 @@ from facerec_common.codec import unpack_vectors
 from facerec_common.errors import IdentityNotFound, InvalidInput
 from facerec_common.identities import IdentityRecord, IdentityState
 from facerec_common.messages import AdminMessage, AdminOp, JobKind, PipelineMessage, face_json
+from facerec_common.metrics import INDEX_SEARCH, timed
 from facerec_common.names import collection_settings_key, identity_key
 from facerec_common.scores import Calibration, resolve_threshold, scored
 
@@ -70,12 +71,13 @@ class IndexStage:
         vectors = unpack_vectors(msg.vectors, msg.dim) if msg.dim else None
         hits: list[list[Hit]] = []
         if vectors is not None and msg.model is not None:
-            hits = self._index.search(
-                msg.model,
-                vectors,
-                Scope(msg.tenant, collection),
-                limit=top_k * self._faces_per_candidate,
-            )
+            with timed(INDEX_SEARCH):
+                hits = self._index.search(
+                    msg.model,
+                    vectors,
+                    Scope(msg.tenant, collection),
+                    limit=top_k * self._faces_per_candidate,
+                )
         best = [_best_per_identity(face_hits, top_k) for face_hits in hits]
         names = self._records(
             msg.tenant, collection, sorted({h.identity_id for face in best for h in face})

@@ -9,11 +9,11 @@ from typing import Any
 
 from celery import Task as CeleryTask
 from facerec_common.jobs import JobWriter
+from facerec_common.logs import configure_logging
 from facerec_common.messages import AdminMessage, PipelineMessage
 from facerec_common.names import Queue, Task
 from facerec_common.worker import (
     StageOutcome,
-    configure_logging,
     job_guard,
     redis_client,
     run_worker,
@@ -42,7 +42,7 @@ def open_index(settings: IndexerSettings) -> FaceIndex:
 
 def main() -> None:
     settings = IndexerSettings()
-    configure_logging(settings.log_level)
+    configure_logging("indexer", settings.log_level, settings.log_format)
     index = open_index(settings)
     client = redis_client(settings)
     stage = IndexStage(index, client, settings.faces_per_candidate, settings.max_top_k)
@@ -50,13 +50,13 @@ def main() -> None:
     def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
         return StageOutcome(result=stage.run(msg))
 
-    app = stage_app("facerec-indexer", settings, Task.INDEX_FACES, None, run)
+    app = stage_app("facerec-indexer", settings, "index", Task.INDEX_FACES, None, run)
     jobs = JobWriter(client, settings.job_ttl_s)
 
     @app.task(name=Task.INDEX_ADMIN, bind=True)
     def admin(task: CeleryTask, payload: dict[str, Any]) -> None:
         msg = AdminMessage.model_validate(payload)
-        with job_guard(task, jobs, msg.job_id, 0):
+        with job_guard(task, jobs, msg.job_id, 0, "admin"):
             jobs.finish(msg.job_id, stage.admin(msg), 0)
 
     try:

@@ -3,10 +3,13 @@ from typing import Any
 
 from facerec_common.names import Queue, heartbeat_pattern
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from facerec_gateway.deps import ServicesDep
+from facerec_gateway.limits import queue_lengths
+from facerec_gateway.metrics import QUEUE_LENGTH
 from facerec_gateway.problems import problem_response
 
 router = APIRouter(tags=["health"])
@@ -43,3 +46,14 @@ async def readyz(services: ServicesDep) -> JSONResponse | dict[str, Any]:
             "not-ready", "Not ready", f"failing: {', '.join(failing)}", status=503, checks=checks
         )
     return {"status": "ready", "checks": checks}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics: requests, latencies, and the length of every queue list."""
+    try:
+        for queue, length in (await queue_lengths(services.redis)).items():
+            QUEUE_LENGTH.labels(queue).set(length)
+    except RedisError:
+        pass  # the request metrics are still worth serving; /readyz reports Redis
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

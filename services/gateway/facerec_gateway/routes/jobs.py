@@ -1,5 +1,6 @@
 from typing import Annotated
 
+from facerec_common.logs import current_job
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
@@ -21,6 +22,7 @@ async def get_job(
     job_id: str, services: ServicesDep, tenant: ReadTenant, wait: WaitQuery = 0
 ) -> JSONResponse:
     """A job's status (queued, running, done, failed) and, once done, its result."""
+    current_job.set(job_id)  # the access log line names the job
     job = await services.waiter.wait(services.jobs, job_id, min(wait, services.settings.max_wait_s))
     if job is None or job.tenant != tenant:
         raise JobNotFound(f"job {job_id} does not exist or has expired")
