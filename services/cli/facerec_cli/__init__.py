@@ -1,0 +1,1 @@
+"""The ``facerec`` command: talks to the gateway over HTTP, never to Redis or the index."""
