@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from facerec_indexer.index import FaceIndex, FacePoint, Scope
+from facerec_indexer.index.base import ENROLLED, UNASSIGNED
 from facerec_indexer.index.edge import EdgeIndex
 from facerec_indexer.index.server import ServerIndex
 from qdrant_client import QdrantClient
@@ -92,6 +93,47 @@ def test_delete_by_identity_then_collection_leaves_count_zero(index: FaceIndex) 
     index.delete(Scope("t", "c"))
     assert index.count(Scope("t", "c")) == 0
     assert index.count(Scope("t", "keep")) == 1
+
+
+def test_pools_keep_unassigned_faces_out_of_matching(index: FaceIndex) -> None:
+    rng = np.random.default_rng(5)
+    vectors = unit(rng, 4)
+    enrolled = point(vectors[0], "t", "c", "ada", "enrolled")
+    stray = FacePoint(
+        str(uuid.uuid5(uuid.NAMESPACE_URL, "stray")), vectors[1], "t", "c", "", {}, pool=UNASSIGNED
+    )
+    index.upsert(MODEL, DIM, [enrolled, stray])
+    [hits] = index.search(MODEL, vectors[1:2], Scope("t", "c", pool=ENROLLED), limit=5)
+    assert [h.point_id for h in hits] == [enrolled.id]
+    [hits] = index.search(MODEL, vectors[1:2], Scope("t", "c", pool=UNASSIGNED), limit=5)
+    assert [(h.point_id, h.identity_id) for h in hits] == [(stray.id, "")]
+
+
+def test_scroll_set_payload_and_delete_ids(index: FaceIndex) -> None:
+    rng = np.random.default_rng(6)
+    vectors = unit(rng, 5)
+    points = [
+        FacePoint(
+            str(uuid.uuid5(uuid.NAMESPACE_URL, f"u{i}")), v, "t", "c", "", {"n": i}, UNASSIGNED
+        )
+        for i, v in enumerate(vectors)
+    ]
+    index.upsert(MODEL, DIM, [*points, point(vectors[0], "other", "c", "x", "other")])
+    records = index.scroll(Scope("t", "c", pool=UNASSIGNED), with_vectors=True)
+    assert sorted(r.id for r in records) == sorted(p.id for p in points)
+    by_id = {r.id: r for r in records}
+    assert by_id[points[2].id].model == MODEL and by_id[points[2].id].payload["n"] == 2
+    stored = by_id[points[2].id].vector
+    assert stored is not None and float(stored @ vectors[2]) == pytest.approx(1.0, abs=1e-4)
+
+    index.set_payload(MODEL, [points[0].id, points[1].id], {"cluster_id": "p1"})
+    grouped = index.scroll(Scope("t", "c", cluster_id="p1"))
+    assert sorted(r.id for r in grouped) == sorted([points[0].id, points[1].id])
+    assert {r.payload["n"] for r in grouped} == {0, 1}  # other keys are kept
+    assert index.count(Scope("t", "c", cluster_id="")) == 3
+
+    index.delete_ids(MODEL, [points[4].id])
+    assert index.count(Scope("t", "c")) == 4 and index.count(Scope("other")) == 1
 
 
 def test_search_in_an_unknown_model_finds_nothing(index: FaceIndex) -> None:

@@ -217,6 +217,7 @@ def test_deleting_a_collection_erases_its_identities_and_faces(api: httpx.Client
     assert deleted.json() == {
         "collection": collection,
         "deleted_identities": 1,
+        "deleted_batches": 0,
         "deleted_faces": 1,
         "remaining_faces": 0,
     }

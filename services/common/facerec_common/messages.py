@@ -18,6 +18,9 @@ class JobKind(StrEnum):
     VERIFY = "verify"
     # 1:1 against an enrolled identity: the photo's largest face against its faces.
     VERIFY_IDENTITY = "verify_identity"
+    # One image of a batch: recognised like RECOGNIZE; faces that match nobody are kept as
+    # the gallery's unassigned faces and grouped into people.
+    BATCH = "batch"
 
 
 class Refusal(StrEnum):
@@ -36,6 +39,7 @@ class JobParams(BaseModel):
     top_k: int = 1
     max_faces: int | None = None
     largest_face: bool = False
+    batch_id: str | None = None
 
 
 class ImageRef(BaseModel):
@@ -44,6 +48,7 @@ class ImageRef(BaseModel):
     width: int = 0
     height: int = 0
     refused: Refusal | None = None
+    sha256: str | None = None  # batch images: the content hash the image is known by
 
 
 class DetectedFace(BaseModel):
@@ -72,6 +77,8 @@ class PipelineMessage(BaseModel):
     dim: int = 0
     # float32 vectors, one per crop.
     vectors: bytes = b""
+    # Batch jobs: a small JPEG of each crop, kept with the unassigned faces for review.
+    thumbnails: list[bytes] = Field(default_factory=list)
     default_threshold: float | None = None
     # Platt constants (a, b) of the model: confidence = sigmoid(a * similarity + b).
     calibration: tuple[float, float] | None = None
@@ -89,6 +96,14 @@ class AdminOp(StrEnum):
     DELETE_IDENTITY = "delete_identity"
     DELETE_COLLECTION = "delete_collection"
     DELETE_TENANT = "delete_tenant"
+    # People: the gallery's unassigned faces grouped into clusters.
+    PEOPLE = "people"
+    PERSON = "person"
+    NAME_PERSON = "name_person"
+    MERGE_PEOPLE = "merge_people"
+    SPLIT_FACE = "split_face"
+    REJECT_FACE = "reject_face"
+    CLUSTER = "cluster"
 
 
 class AdminMessage(BaseModel):
@@ -99,6 +114,10 @@ class AdminMessage(BaseModel):
     tenant: str
     collection: str | None = None
     identity_id: str | None = None
+    person_id: str | None = None
+    face_id: str | None = None
+    # merge: the person the faces move to
+    target_id: str | None = None
 
     def to_task(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

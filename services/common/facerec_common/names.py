@@ -101,3 +101,36 @@ def rate_key(key_prefix: str, window: int) -> str:
 def collection_settings_key(tenant: str, collection: str) -> str:
     """Hash of a gallery's own settings (its match threshold)."""
     return f"{PREFIX}:t:{tenant}:c:{collection}:settings"
+
+
+def batch_key(batch_id: str) -> str:
+    """Hash of one batch: tenant, collection, status, counts, callback."""
+    return f"{PREFIX}:batch:{batch_id}"
+
+
+def batch_results_key(batch_id: str) -> str:
+    """List of the batch's per-image results (JSON), in the order they finished."""
+    return f"{PREFIX}:batch:{batch_id}:results"
+
+
+def batch_recorded_key(batch_id: str) -> str:
+    """Set of job ids already counted, so a redelivered task is not counted twice."""
+    return f"{PREFIX}:batch:{batch_id}:recorded"
+
+
+def batches_key(tenant: str, collection: str) -> str:
+    """Sorted set of a gallery's batch ids by creation time."""
+    return f"{PREFIX}:t:{tenant}:c:{collection}:batches"
+
+
+def batch_images_key(tenant: str, collection: str) -> str:
+    """Hash sha256 of an image -> the batch it was submitted in: one image, one submission."""
+    return f"{PREFIX}:t:{tenant}:c:{collection}:images"
+
+
+def webhook_secret_key(tenant: str) -> str:
+    return f"{PREFIX}:t:{tenant}:webhook-secret"
+
+
+# Sorted set of batch ids whose callback is due, scored by the time it is due.
+CALLBACKS_KEY = f"{PREFIX}:callbacks"

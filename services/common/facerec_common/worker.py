@@ -14,6 +14,7 @@ import redis
 from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutdown
 
+from facerec_common.batches import BatchImage, BatchLedger
 from facerec_common.celery_app import make_celery
 from facerec_common.errors import FaceRecError
 from facerec_common.heartbeat import start_heartbeat
@@ -21,6 +22,7 @@ from facerec_common.jobs import JobWriter, problem_of
 from facerec_common.logs import job_context
 from facerec_common.messages import PipelineMessage
 from facerec_common.metrics import TASK_DURATION, TASKS, serve_metrics
+from facerec_common.names import BATCH_PRIORITY
 from facerec_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -34,14 +36,14 @@ def redis_client(settings: ServiceSettings) -> redis.Redis:
 
 @contextmanager
 def job_guard(
-    task: Task, jobs: JobWriter, job_id: str, image_count: int, stage: str
+    task: Task, job_id: str, stage: str, fail: Callable[[dict[str, Any]], None]
 ) -> Iterator[None]:
     """Run one stage of one job; whatever goes wrong ends the job, not the worker.
 
     A domain error fails the job with its problem. A retryable one (index or Redis
     unreachable) is retried with backoff, then fails the job. Anything else is a bug: it
-    is logged with its traceback and the job fails as an internal error. Every log line
-    written meanwhile carries the job id.
+    is logged with its traceback and the job fails as an internal error. ``fail`` ends
+    the job with a problem. Every log line written meanwhile carries the job id.
     """
     with job_context(job_id):
         try:
@@ -53,7 +55,7 @@ def job_guard(
                 raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
             TASKS.labels(stage, "failed").inc()
             log.info("%s: job failed: %s", task.name, exc)
-            jobs.fail(job_id, problem_of(exc), image_count)
+            fail(problem_of(exc))
         except redis.ConnectionError as exc:
             if task.request.retries < MAX_RETRIES:
                 TASKS.labels(stage, "retried").inc()
@@ -63,15 +65,7 @@ def job_guard(
         except Exception:
             TASKS.labels(stage, "failed").inc()
             log.exception("job failed in %s", task.name)
-            jobs.fail(
-                job_id,
-                {
-                    "code": "internal-error",
-                    "title": "Internal error",
-                    "detail": "see the worker log",
-                },
-                image_count,
-            )
+            fail({"code": "internal-error", "title": "Internal error", "detail": "see the log"})
 
 
 def run_worker(
@@ -120,6 +114,16 @@ def run_worker(
     )
 
 
+def batch_image(msg: PipelineMessage) -> BatchImage | None:
+    """The batch this job's image belongs to, if it came in a batch."""
+    if msg.params.batch_id is None or not msg.images or msg.params.collection is None:
+        return None
+    image = msg.images[0]
+    return BatchImage(
+        msg.params.batch_id, msg.tenant, msg.params.collection, image.name, image.sha256 or ""
+    )
+
+
 @dataclass(frozen=True)
 class StageOutcome:
     """What a pipeline stage decided: the job's final result, or the next stage's message."""
@@ -135,23 +139,45 @@ def stage_app(
     task_name: str,
     next_task: str | None,
     run: Callable[[PipelineMessage, JobWriter], StageOutcome],
+    on_batch_done: Callable[[BatchImage], None] | None = None,
 ) -> Celery:
     """A Celery app with the one task of a pipeline stage: run it on a message, then end
-    the job with its result or pass the message on to ``next_task``."""
+    the job with its result or pass the message on to ``next_task``. A job of a batch is
+    counted into its batch; ``on_batch_done`` runs when that finished the batch."""
     app = make_celery(name, settings.redis_url)
-    jobs = JobWriter(redis_client(settings), settings.job_ttl_s)
+    client = redis_client(settings)
+    jobs = JobWriter(client, settings.job_ttl_s)
+    ledger = BatchLedger(client)
 
     @app.task(name=task_name, bind=True)
     def stage(task: Task, payload: dict[str, Any]) -> None:
         msg = PipelineMessage.model_validate(payload)
+        batch = batch_image(msg)
         start = time.perf_counter()
-        with job_guard(task, jobs, msg.job_id, len(msg.images), stage_name):
+
+        def fail(problem: dict[str, Any]) -> None:
+            jobs.fail(msg.job_id, problem, len(msg.images))
+            if batch is not None and ledger.record(batch, msg.job_id, None, problem):
+                log.info("batch %s done", batch.batch_id)
+                if on_batch_done is not None:
+                    try:
+                        on_batch_done(batch)
+                    except Exception:  # the job has failed already; don't fail it twice
+                        log.exception("after batch %s", batch.batch_id)
+
+        with job_guard(task, msg.job_id, stage_name, fail):
             outcome = run(msg, jobs)
             if outcome.result is not None:
                 jobs.finish(msg.job_id, outcome.result, len(msg.images))
+                if batch is not None and ledger.record(batch, msg.job_id, outcome.result):
+                    log.info("batch %s done", batch.batch_id)
+                    if on_batch_done is not None:
+                        on_batch_done(batch)
                 TASKS.labels(stage_name, "done").inc()
             elif outcome.forward is not None and next_task is not None:
-                app.send_task(next_task, args=[outcome.forward.to_task()])
+                # Batch work keeps its low priority at every stage.
+                priority = BATCH_PRIORITY if batch is not None else 0
+                app.send_task(next_task, args=[outcome.forward.to_task()], priority=priority)
                 TASKS.labels(stage_name, "forwarded").inc()
             elapsed = time.perf_counter() - start
             log.info("%s %s job: %.1f ms", stage_name, msg.kind, elapsed * 1000)

@@ -1,6 +1,8 @@
 """The embed stage: crops to vectors; a verify job ends here, the others go on to index."""
 
+import cv2
 import numpy as np
+import numpy.typing as npt
 from facerec_common.codec import pack_vectors, unpack_crops
 from facerec_common.messages import JobKind, PipelineMessage, face_json
 from facerec_common.scores import Calibration, resolve_threshold, scored
@@ -21,7 +23,8 @@ class EmbedStage:
         self._calibration = calibration
 
     def run(self, msg: PipelineMessage) -> StageOutcome:
-        vectors = self._embedder.embed(unpack_crops(msg.crops))
+        crops = unpack_crops(msg.crops)
+        vectors = self._embedder.embed(crops)
         if msg.kind is JobKind.VERIFY:
             calibration = Calibration(*self._calibration) if self._calibration else None
             threshold = resolve_threshold(msg.params, None, self._default_threshold, calibration)
@@ -35,6 +38,8 @@ class EmbedStage:
                     "faces": [face_json(face) for face in msg.faces],
                 }
             )
+        if msg.kind is JobKind.BATCH:
+            msg.thumbnails = [thumbnail(crop) for crop in crops]
         msg.crops = b""
         msg.vectors = pack_vectors(vectors)
         msg.model = self._embedder.name
@@ -42,3 +47,16 @@ class EmbedStage:
         msg.default_threshold = self._default_threshold
         msg.calibration = self._calibration
         return StageOutcome(forward=msg)
+
+
+THUMBNAIL_SIZE = 64
+
+
+def thumbnail(crop: npt.NDArray[np.uint8]) -> bytes:
+    """A small JPEG of an aligned crop, kept with an unassigned face so people can be
+    reviewed by eye; never used for matching."""
+    small = cv2.resize(crop, (THUMBNAIL_SIZE, THUMBNAIL_SIZE), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    if not ok:
+        return b""
+    return bytes(encoded.tobytes())

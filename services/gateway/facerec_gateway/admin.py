@@ -1,8 +1,14 @@
-"""Index operations the gateway needs an answer to now: counts and erasure."""
+"""Index operations the gateway needs an answer to now: counts, erasure, people."""
 
 from typing import Any
 
-from facerec_common.errors import IndexUnavailable
+from facerec_common.errors import (
+    FaceRecError,
+    IdentityNotFound,
+    IndexUnavailable,
+    InvalidInput,
+    NotFound,
+)
 from facerec_common.jobs import JobStatus
 from facerec_common.messages import AdminMessage, AdminOp
 from facerec_common.names import Task
@@ -21,10 +27,18 @@ async def index_admin(
     tenant: str,
     collection: str | None = None,
     identity_id: str | None = None,
+    **targets: str,
 ) -> dict[str, Any]:
+    """Run ``op`` in the indexer and wait for its answer. ``targets``: person_id, face_id,
+    target_id, for the people operations."""
     job_id = sortable_id()
     msg = AdminMessage(
-        job_id=job_id, op=op, tenant=tenant, collection=collection, identity_id=identity_id
+        job_id=job_id,
+        op=op,
+        tenant=tenant,
+        collection=collection,
+        identity_id=identity_id,
+        **targets,
     )
     await services.jobs.submit(job_id, f"index.{op.value}", tenant, Task.INDEX_ADMIN, msg.to_task())
     job = await services.waiter.wait(services.jobs, job_id, services.settings.index_timeout_s)
@@ -33,6 +47,19 @@ async def index_admin(
             f"the indexer did not answer within {services.settings.index_timeout_s} s"
         )
     if job.status is JobStatus.FAILED or job.result is None:
-        detail = (job.error or {}).get("detail", "unknown error")
+        error = job.error or {}
+        detail = error.get("detail", "unknown error")
+        # A refusal (no such person, bad input) keeps its meaning; anything else is the
+        # index failing.
+        refusal = _REFUSALS.get(error.get("code", ""))
+        if refusal is not None:
+            raise refusal(detail)
         raise IndexOperationFailed(f"the index operation {op.value} failed: {detail}")
     return job.result
+
+
+_REFUSALS: dict[str, type[FaceRecError]] = {
+    NotFound.code: NotFound,
+    IdentityNotFound.code: IdentityNotFound,
+    InvalidInput.code: InvalidInput,
+}

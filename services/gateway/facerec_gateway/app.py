@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from facerec_gateway.batches import BatchStore
+from facerec_gateway.callbacks import CallbackSender, WebhookSecrets
 from facerec_gateway.deps import Services
 from facerec_gateway.identities import IdentityStore
 from facerec_gateway.jobs import JobStore, JobWaiter
@@ -17,7 +19,7 @@ from facerec_gateway.keys import KeyScope, KeyStore
 from facerec_gateway.limits import RateLimiter
 from facerec_gateway.metrics import MetricsMiddleware
 from facerec_gateway.problems import install_handlers, problem_response
-from facerec_gateway.routes import collections, health, images, jobs, keys
+from facerec_gateway.routes import batches, collections, health, images, jobs, keys, people
 from facerec_gateway.settings import GatewaySettings
 
 # Multipart framing and form fields on top of the images themselves.
@@ -41,6 +43,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             identities=IdentityStore(client),
             keys=KeyStore(client),
             limiter=RateLimiter(client),
+            batches=BatchStore(client),
+            webhooks=WebhookSecrets(client),
+        )
+        sender = CallbackSender(
+            client,
+            app.state.services.webhooks,
+            settings.callback_attempts,
+            settings.callback_backoff_s,
+            settings.callback_timeout_s,
         )
         if settings.bootstrap_admin_key is not None:
             await app.state.services.keys.create(
@@ -49,13 +60,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 "bootstrap admin key",
                 key=settings.bootstrap_admin_key.get_secret_value(),
             )
-        listener = asyncio.create_task(waiter.listen())
+        background = [asyncio.create_task(waiter.listen()), asyncio.create_task(sender.run())]
         try:
             yield
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await client.aclose()
 
     app = FastAPI(
@@ -67,7 +79,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_handlers(app)
     max_body = settings.max_image_bytes * settings.max_images_per_request + _MULTIPART_OVERHEAD
 
-    for module in (health, jobs, images, collections, keys):
+    for module in (health, jobs, images, collections, batches, people, keys):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_body=max_body)
     app.add_middleware(MetricsMiddleware)

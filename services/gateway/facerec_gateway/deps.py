@@ -7,6 +7,8 @@ import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import Depends, Path, Request
 
+from facerec_gateway.batches import BatchStore
+from facerec_gateway.callbacks import WebhookSecrets
 from facerec_gateway.identities import IdentityStore
 from facerec_gateway.jobs import JobStore, JobWaiter
 from facerec_gateway.keys import KeyStore
@@ -26,6 +28,8 @@ class Services:
     identities: IdentityStore
     keys: KeyStore
     limiter: RateLimiter
+    batches: BatchStore
+    webhooks: WebhookSecrets
 
 
 def get_services(request: Request) -> Services:
@@ -42,3 +46,5 @@ CollectionPath = Annotated[
     ),
 ]
 IdentityPath = Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f-]{36}$")]
+# Batches, people and faces are named by UUIDs too.
+UuidPath = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{36}$")]

@@ -69,6 +69,8 @@ class JobStore:
         task: str,
         payload: dict[str, Any],
         images: Sequence[bytes] = (),
+        priority: int = 0,
+        image_ttl_s: int | None = None,
     ) -> None:
         """Store the job record and its images, then send the first task by name."""
         now = f"{time.time():.3f}"
@@ -87,10 +89,12 @@ class JobStore:
             )
             pipe.expire(key, self._job_ttl_s)
             for index, data in enumerate(images):
-                pipe.set(image_key(job_id, index), data, ex=self._image_ttl_s)
+                pipe.set(image_key(job_id, index), data, ex=image_ttl_s or self._image_ttl_s)
             await pipe.execute()
         # kombu's Redis transport is synchronous; keep it off the event loop.
-        await anyio.to_thread.run_sync(lambda: self._celery.send_task(task, args=[payload]))
+        await anyio.to_thread.run_sync(
+            lambda: self._celery.send_task(task, args=[payload], priority=priority)
+        )
 
     async def get(self, job_id: str) -> Job | None:
         fields = await self._redis.hgetall(job_key(job_id))

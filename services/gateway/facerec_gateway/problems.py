@@ -30,6 +30,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "rate-limited": 429,
     "overloaded": 429,
     "not-found": 404,
+    "conflict": 409,
     "identity-not-found": 404,
     "job-not-found": 404,
     "image-expired": 410,
@@ -86,6 +87,11 @@ class RateLimited(GatewayError):
 class Overloaded(GatewayError):
     code = "overloaded"
     title = "Too much work waiting"
+
+
+class Conflict(GatewayError):
+    code = "conflict"
+    title = "Conflict"
 
 
 class JobNotFound(FaceRecError):

@@ -23,3 +23,11 @@ class GatewaySettings(ServiceSettings):
     # New image requests get 429 while any stage queue holds more tasks than this.
     max_queue_length: int = Field(1000, ge=0)
     retry_after_s: int = Field(5, ge=1)
+    # Batches: images per upload request, and the batch backlog above which uploads get
+    # 429 (batch images wait in Redis, so this bounds the memory they take there).
+    max_images_per_batch_request: int = Field(50, ge=1)
+    max_batch_queue_length: int = Field(500, ge=1)
+    # Batch callbacks: attempts in all, first retry after callback_backoff_s, then doubling.
+    callback_attempts: int = Field(6, ge=1)
+    callback_backoff_s: float = Field(2.0, gt=0)
+    callback_timeout_s: float = Field(10.0, gt=0)

@@ -29,3 +29,8 @@ class IndexerSettings(ServiceSettings):
     max_top_k: int = Field(20, ge=1)
     # Embedded engine: run Qdrant's optimizer (HNSW build, vacuum) after this many updates.
     optimize_after_updates: int = Field(2000, ge=1)
+    # Grouping unassigned faces into people: a face with at least cluster_min_faces others
+    # within cluster_max_distance (cosine distance, 1 - similarity) founds or joins a person.
+    # Chosen on faces-dev by bench/cluster.py (see the README).
+    cluster_min_faces: int = Field(2, ge=1)
+    cluster_max_distance: float = Field(0.6, gt=0, le=2)

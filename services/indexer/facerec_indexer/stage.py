@@ -3,6 +3,7 @@ job's vectors under its identity; and the admin operations (count, erasure)."""
 
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -14,7 +15,10 @@ from facerec_common.metrics import INDEX_SEARCH, timed
 from facerec_common.names import collection_settings_key, identity_key
 from facerec_common.scores import Calibration, resolve_threshold, scored
 
+from facerec_indexer.clustering import Vector
 from facerec_indexer.index import FaceIndex, FacePoint, Hit, Scope
+from facerec_indexer.index.base import ENROLLED, UNASSIGNED
+from facerec_indexer.people import People, thumbnail_text
 
 # Face ids are uuid5 of the job and image, so a redelivered task overwrites its own points.
 FACE_NAMESPACE = uuid.UUID("6f1d0c4e-8a53-4bb4-9a55-1f0e7c3a2b91")
@@ -24,6 +28,12 @@ def face_id(job_id: str, image_index: int) -> str:
     return str(uuid.uuid5(FACE_NAMESPACE, f"{job_id}:{image_index}"))
 
 
+def batch_face_id(tenant: str, collection: str, sha256: str, face_index: int) -> str:
+    """A batch face is named by its image's content, not its job, so the same photo sent
+    again (another run of an import) lands on the same points instead of new ones."""
+    return str(uuid.uuid5(FACE_NAMESPACE, f"{tenant}:{collection}:{sha256}:{face_index}"))
+
+
 class IndexStage:
     def __init__(
         self,
@@ -31,8 +41,10 @@ class IndexStage:
         client: redis.Redis,
         faces_per_candidate: int,
         max_top_k: int,
+        people: People,
     ) -> None:
         self._index = index
+        self._people = people
         self._redis = client
         self._faces_per_candidate = faces_per_candidate
         self._max_top_k = max_top_k
@@ -44,6 +56,8 @@ class IndexStage:
             return self._enroll(msg)
         if msg.kind is JobKind.VERIFY_IDENTITY:
             return self._verify_identity(msg)
+        if msg.kind is JobKind.BATCH:
+            return self._batch(msg)
         raise InvalidInput(f"the index stage does not handle {msg.kind} jobs")
 
     def _records(self, tenant: str, collection: str, ids: list[str]) -> dict[str, IdentityRecord]:
@@ -75,7 +89,7 @@ class IndexStage:
                 hits = self._index.search(
                     msg.model,
                     vectors,
-                    Scope(msg.tenant, collection),
+                    Scope(msg.tenant, collection, pool=ENROLLED),
                     limit=top_k * self._faces_per_candidate,
                 )
         best = [_best_per_identity(face_hits, top_k) for face_hits in hits]
@@ -117,6 +131,55 @@ class IndexStage:
             "image": {"width": image.width, "height": image.height},
             "faces": faces,
         }
+
+    def _batch(self, msg: PipelineMessage) -> dict[str, Any]:
+        """Recognise the image; keep each face that matched nobody as an unassigned face of
+        the gallery, and group the new ones into people."""
+        result = self._recognize(msg)
+        collection = _required(msg.params.collection, "collection")
+        image = msg.images[0]
+        content = image.sha256 or msg.job_id
+        vectors: Iterator[Vector] = iter(unpack_vectors(msg.vectors, msg.dim) if msg.dim else [])
+        thumbnails = iter(msg.thumbnails)
+        now = time.time()
+        points = []
+        for index, (face, out) in enumerate(zip(msg.faces, result["faces"], strict=True)):
+            out["face_id"] = batch_face_id(msg.tenant, collection, content, index)
+            out["unassigned"] = False
+            if face.too_small:
+                continue
+            vector, jpeg = next(vectors), next(thumbnails, b"")
+            if out["identity"] is None and msg.model is not None:
+                out["unassigned"] = True
+                points.append(
+                    FacePoint(
+                        id=out["face_id"],
+                        vector=vector,
+                        tenant=msg.tenant,
+                        collection=collection,
+                        identity_id="",
+                        extra={
+                            "image": image.name,
+                            "bbox": out["bbox"],
+                            "batch_id": msg.params.batch_id,
+                            "thumbnail": thumbnail_text(jpeg),
+                            "created_at": now,
+                            "model": msg.model,
+                        },
+                        pool=UNASSIGNED,
+                    )
+                )
+        if points and msg.model is not None:
+            self._index.upsert(msg.model, msg.dim, points)
+            self._people.group(
+                msg.model, msg.tenant, collection, [(p.id, p.vector) for p in points]
+            )
+        result["image"]["name"] = image.name
+        return result
+
+    def batch_done(self, tenant: str, collection: str) -> None:
+        """A batch finished: faces still in no person get another chance."""
+        self._people.regroup(tenant, collection)
 
     def _enroll(self, msg: PipelineMessage) -> dict[str, Any]:
         collection = _required(msg.params.collection, "collection")
@@ -182,6 +245,8 @@ class IndexStage:
         }
 
     def admin(self, msg: AdminMessage) -> dict[str, Any]:
+        if msg.op in PEOPLE_OPS:
+            return self._people_op(msg)
         scope = Scope(msg.tenant, msg.collection, msg.identity_id)
         if msg.op is AdminOp.COUNT:
             return {"count": self._index.count(scope)}
@@ -194,6 +259,38 @@ class IndexStage:
         self._index.delete(scope)
         # Erasure is confirmed by counting again, not assumed.
         return {"deleted": before, "remaining": self._index.count(scope)}
+
+    def _people_op(self, msg: AdminMessage) -> dict[str, Any]:
+        tenant, collection = msg.tenant, _required(msg.collection, "collection")
+        people = self._people
+        if msg.op is AdminOp.PEOPLE:
+            return people.overview(tenant, collection)
+        if msg.op is AdminOp.CLUSTER:
+            return people.regroup(tenant, collection)
+        person = _required(msg.person_id, "person_id")
+        if msg.op is AdminOp.PERSON:
+            return people.person(tenant, collection, person)
+        if msg.op is AdminOp.NAME_PERSON:
+            return people.name(tenant, collection, person, _required(msg.identity_id, "identity"))
+        if msg.op is AdminOp.MERGE_PEOPLE:
+            return people.merge(tenant, collection, person, _required(msg.target_id, "into"))
+        face = _required(msg.face_id, "face_id")
+        if msg.op is AdminOp.SPLIT_FACE:
+            return people.split(tenant, collection, person, face)
+        return people.reject(tenant, collection, person, face)
+
+
+PEOPLE_OPS = frozenset(
+    {
+        AdminOp.PEOPLE,
+        AdminOp.PERSON,
+        AdminOp.NAME_PERSON,
+        AdminOp.MERGE_PEOPLE,
+        AdminOp.SPLIT_FACE,
+        AdminOp.REJECT_FACE,
+        AdminOp.CLUSTER,
+    }
+)
 
 
 def _required(value: str | None, name: str) -> str:

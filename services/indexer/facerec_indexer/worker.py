@@ -21,9 +21,11 @@ from facerec_common.worker import (
 )
 from qdrant_client import QdrantClient
 
+from facerec_indexer.clustering import ClusterParams
 from facerec_indexer.index import FaceIndex
 from facerec_indexer.index.edge import EdgeIndex
 from facerec_indexer.index.server import ServerIndex
+from facerec_indexer.people import People
 from facerec_indexer.settings import IndexerSettings
 from facerec_indexer.stage import IndexStage
 
@@ -45,18 +47,34 @@ def main() -> None:
     configure_logging("indexer", settings.log_level, settings.log_format)
     index = open_index(settings)
     client = redis_client(settings)
-    stage = IndexStage(index, client, settings.faces_per_candidate, settings.max_top_k)
+    people = People(
+        index,
+        ClusterParams(
+            min_faces=settings.cluster_min_faces, max_distance=settings.cluster_max_distance
+        ),
+    )
+    stage = IndexStage(index, client, settings.faces_per_candidate, settings.max_top_k, people)
 
     def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
         return StageOutcome(result=stage.run(msg))
 
-    app = stage_app("facerec-indexer", settings, "index", Task.INDEX_FACES, None, run)
+    app = stage_app(
+        "facerec-indexer",
+        settings,
+        "index",
+        Task.INDEX_FACES,
+        None,
+        run,
+        on_batch_done=lambda batch: stage.batch_done(batch.tenant, batch.collection),
+    )
     jobs = JobWriter(client, settings.job_ttl_s)
 
     @app.task(name=Task.INDEX_ADMIN, bind=True)
     def admin(task: CeleryTask, payload: dict[str, Any]) -> None:
         msg = AdminMessage.model_validate(payload)
-        with job_guard(task, jobs, msg.job_id, 0, "admin"):
+        with job_guard(
+            task, msg.job_id, "admin", lambda problem: jobs.fail(msg.job_id, problem, 0)
+        ):
             jobs.finish(msg.job_id, stage.admin(msg), 0)
 
     try:

@@ -71,15 +71,18 @@ async def update_collection(
 async def delete_collection(
     collection: CollectionPath, services: ServicesDep, tenant: WriteTenant
 ) -> dict[str, Any]:
-    """Delete a gallery: every identity record and every face vector in it."""
+    """Delete a gallery: every identity record, every face vector (enrolled and
+    unassigned), every batch with its results."""
     if not await services.identities.has_collection(tenant, collection):
         raise NotFound(f"collection {collection!r} does not exist")
     ids = await services.identities.mark_collection_deleting(tenant, collection)
     erased = await index_admin(services, AdminOp.DELETE_COLLECTION, tenant, collection)
     await services.identities.remove_collection(tenant, collection, ids)
+    batches = await services.batches.erase_collection(tenant, collection)
     return {
         "collection": collection,
         "deleted_identities": len(ids),
+        "deleted_batches": batches,
         "deleted_faces": erased["deleted"],
         "remaining_faces": erased["remaining"],
     }

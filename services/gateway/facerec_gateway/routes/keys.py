@@ -2,6 +2,7 @@ from typing import Annotated, Any
 
 from facerec_common.errors import NotFound
 from facerec_common.messages import AdminOp
+from facerec_common.names import webhook_secret_key
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -59,6 +60,8 @@ async def erase_tenant(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
     erased = await index_admin(services, AdminOp.DELETE_TENANT, tenant)
     for collection, ids in marked.items():
         await services.identities.remove_collection(tenant, collection, ids)
+        await services.batches.erase_collection(tenant, collection)
+    await services.redis.delete(webhook_secret_key(tenant))
     revoked = await services.keys.revoke_all(tenant)
     return {
         "tenant": tenant,

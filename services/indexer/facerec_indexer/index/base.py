@@ -16,11 +16,18 @@ import numpy.typing as npt
 
 COLLECTION_PREFIX = "faces_"
 
-# Payload fields every point carries; the first three are indexed.
+# Payload fields every point carries, each with a keyword index.
 TENANT = "tenant"
 COLLECTION = "collection"
 IDENTITY = "identity_id"
-INDEXED_FIELDS = (TENANT, COLLECTION, IDENTITY)
+# Enrolled faces belong to an identity and are matched; unassigned faces (from batches,
+# matching nobody) are only grouped into people, never matched.
+POOL = "pool"
+ENROLLED = "enrolled"
+UNASSIGNED = "unassigned"
+# The person (cluster) an unassigned face was grouped into; "" while it is in none.
+CLUSTER = "cluster_id"
+INDEXED_FIELDS = (TENANT, COLLECTION, IDENTITY, POOL, CLUSTER)
 
 
 def collection_name(model: str) -> str:
@@ -32,13 +39,19 @@ class Scope:
     tenant: str
     collection: str | None = None
     identity_id: str | None = None
+    pool: str | None = None
+    cluster_id: str | None = None
 
     def conditions(self) -> list[tuple[str, str]]:
         pairs = [(TENANT, self.tenant)]
-        if self.collection is not None:
-            pairs.append((COLLECTION, self.collection))
-        if self.identity_id is not None:
-            pairs.append((IDENTITY, self.identity_id))
+        for key, value in (
+            (COLLECTION, self.collection),
+            (IDENTITY, self.identity_id),
+            (POOL, self.pool),
+            (CLUSTER, self.cluster_id),
+        ):
+            if value is not None:
+                pairs.append((key, value))
         return pairs
 
 
@@ -48,8 +61,10 @@ class FacePoint:
     vector: npt.NDArray[np.float32]
     tenant: str
     collection: str
-    identity_id: str
+    identity_id: str  # "" for an unassigned face
     extra: dict[str, Any]
+    pool: str = ENROLLED
+    cluster_id: str = ""
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -57,14 +72,27 @@ class FacePoint:
             TENANT: self.tenant,
             COLLECTION: self.collection,
             IDENTITY: self.identity_id,
+            POOL: self.pool,
+            CLUSTER: self.cluster_id,
         }
 
 
 @dataclass(frozen=True)
 class Hit:
     point_id: str
-    identity_id: str
+    identity_id: str  # "" for an unassigned face
     score: float
+    cluster_id: str = ""  # unassigned faces: the person they were grouped into
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """A stored point as read back: which model's collection holds it, and its payload."""
+
+    id: str
+    model: str
+    payload: dict[str, Any]
+    vector: npt.NDArray[np.float32] | None = None
 
 
 class FaceIndex(ABC):
@@ -85,6 +113,18 @@ class FaceIndex(ABC):
     @abstractmethod
     def delete(self, scope: Scope) -> None:
         """Remove every point in scope, from every model's collection."""
+
+    @abstractmethod
+    def scroll(self, scope: Scope, with_vectors: bool = False) -> list[FaceRecord]:
+        """Every point in scope, over every model's collection."""
+
+    @abstractmethod
+    def set_payload(self, model: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        """Overwrite these payload keys of existing points (keys not named are kept)."""
+
+    @abstractmethod
+    def delete_ids(self, model: str, ids: Sequence[str]) -> None:
+        """Remove these points."""
 
     @abstractmethod
     def models(self) -> list[str]:

@@ -7,17 +7,21 @@ A shard belongs to one process, so exactly one indexer process may open the fold
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import qdrant_edge as qe
 
 from facerec_indexer.index.base import (
+    CLUSTER,
     COLLECTION_PREFIX,
+    IDENTITY,
     INDEXED_FIELDS,
     TENANT,
     FaceIndex,
     FacePoint,
+    FaceRecord,
     Hit,
     Scope,
     collection_name,
@@ -102,8 +106,9 @@ class EdgeIndex(FaceIndex):
             [
                 Hit(
                     point_id=str(p.id),
-                    identity_id=str((p.payload or {})["identity_id"]),
+                    identity_id=str((p.payload or {}).get(IDENTITY) or ""),
                     score=p.score,
+                    cluster_id=str((p.payload or {}).get(CLUSTER) or ""),
                 )
                 for p in points
             ]
@@ -122,6 +127,46 @@ class EdgeIndex(FaceIndex):
             shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
             shard.flush()
 
+    def scroll(self, scope: Scope, with_vectors: bool = False) -> list[FaceRecord]:
+        flt = self._filter(scope)
+        found = []
+        for model, shard in self._shards.items():
+            offset = None
+            while True:
+                page, offset = shard.scroll(
+                    qe.ScrollRequest(
+                        offset=offset,
+                        limit=1000,
+                        filter=flt,
+                        with_payload=True,
+                        with_vector=with_vectors,
+                    )
+                )
+                found += [
+                    FaceRecord(
+                        id=str(p.id),
+                        model=model,
+                        payload=dict(p.payload or {}),
+                        vector=_vector(p.vector) if with_vectors else None,
+                    )
+                    for p in page
+                ]
+                if offset is None:
+                    break
+        return found
+
+    def set_payload(self, model: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        shard = self._shards.get(model)
+        if shard is not None and ids:
+            shard.update(qe.UpdateOperation.set_payload(list(ids), payload))
+            shard.flush()
+
+    def delete_ids(self, model: str, ids: Sequence[str]) -> None:
+        shard = self._shards.get(model)
+        if shard is not None and ids:
+            shard.update(qe.UpdateOperation.delete_points(list(ids)))
+            shard.flush()
+
     def models(self) -> list[str]:
         return sorted(self._shards)
 
@@ -130,3 +175,9 @@ class EdgeIndex(FaceIndex):
             shard.flush()
             shard.close()
         self._shards.clear()
+
+
+def _vector(stored: Any) -> npt.NDArray[np.float32]:
+    # Edge returns the default (unnamed) vector as a list, or a dict keyed by name "".
+    values = stored.get("", next(iter(stored.values()))) if isinstance(stored, dict) else stored
+    return np.asarray(values, dtype=np.float32)

@@ -5,17 +5,21 @@ speaks the same API in-process; local mode is far too slow to be a default.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from qdrant_client import QdrantClient, models
 
 from facerec_indexer.index.base import (
+    CLUSTER,
     COLLECTION_PREFIX,
+    IDENTITY,
     INDEXED_FIELDS,
     TENANT,
     FaceIndex,
     FacePoint,
+    FaceRecord,
     Hit,
     Scope,
     collection_name,
@@ -91,8 +95,9 @@ class ServerIndex(FaceIndex):
             [
                 Hit(
                     point_id=str(p.id),
-                    identity_id=str((p.payload or {})["identity_id"]),
+                    identity_id=str((p.payload or {}).get(IDENTITY) or ""),
                     score=p.score,
+                    cluster_id=str((p.payload or {}).get(CLUSTER) or ""),
                 )
                 for p in response.points
             ]
@@ -111,6 +116,50 @@ class ServerIndex(FaceIndex):
         for model in self.models():
             self._client.delete(
                 collection_name(model), points_selector=models.FilterSelector(filter=flt), wait=True
+            )
+
+    def scroll(self, scope: Scope, with_vectors: bool = False) -> list[FaceRecord]:
+        flt = self._filter(scope)
+        found = []
+        for model in self.models():
+            offset = None
+            while True:
+                page, offset = self._client.scroll(
+                    collection_name(model),
+                    scroll_filter=flt,
+                    limit=1000,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=with_vectors,
+                )
+                found += [
+                    FaceRecord(
+                        id=str(p.id),
+                        model=model,
+                        payload=dict(p.payload or {}),
+                        vector=np.asarray(p.vector, dtype=np.float32) if with_vectors else None,
+                    )
+                    for p in page
+                ]
+                if offset is None:
+                    break
+        return found
+
+    def set_payload(self, model: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
+        if ids:
+            self._client.set_payload(
+                collection_name(model),
+                payload=payload,
+                points=models.PointIdsList(points=list(ids)),
+                wait=True,
+            )
+
+    def delete_ids(self, model: str, ids: Sequence[str]) -> None:
+        if ids:
+            self._client.delete(
+                collection_name(model),
+                points_selector=models.PointIdsList(points=list(ids)),
+                wait=True,
             )
 
     def models(self) -> list[str]:

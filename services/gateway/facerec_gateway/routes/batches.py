@@ -1,0 +1,210 @@
+"""Batches: photo archives sent in parts, processed at low priority, read back in pages."""
+
+import hashlib
+from typing import Annotated, Any
+
+from facerec_common.errors import FaceRecError, InvalidInput, NotFound
+from facerec_common.logs import current_job
+from facerec_common.messages import AdminOp, ImageRef, JobKind, JobParams, PipelineMessage
+from facerec_common.names import BATCH_PRIORITY, PRIORITY_SEPARATOR, Task
+from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import AnyHttpUrl, BaseModel, Field
+
+from facerec_gateway.admin import index_admin
+from facerec_gateway.auth import AdminKey, ReadTenant, WriteTenant
+from facerec_gateway.batches import Admission
+from facerec_gateway.deps import CollectionPath, Services, ServicesDep, UuidPath
+from facerec_gateway.ids import sortable_id
+from facerec_gateway.limits import queue_lengths
+from facerec_gateway.problems import STATUS_BY_CODE, Conflict, Overloaded, problem_type
+from facerec_gateway.uploads import read_image
+
+router = APIRouter(prefix="/v1", tags=["batches"])
+
+
+class NewBatch(BaseModel):
+    name: str | None = Field(None, max_length=200)
+    # POSTed a signed summary when the batch is done (see the README: Callbacks).
+    callback_url: AnyHttpUrl | None = None
+
+
+class ImageLookup(BaseModel):
+    sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(max_length=1000)
+
+
+async def _batch(services: Services, tenant: str, collection: str, batch_id: str) -> dict[str, Any]:
+    batch = await services.batches.get(tenant, collection, batch_id)
+    if batch is None:
+        raise NotFound(f"batch {batch_id} does not exist in {collection!r}")
+    return batch
+
+
+@router.post("/collections/{collection}/batches", status_code=201)
+async def create_batch(
+    collection: CollectionPath, body: NewBatch, services: ServicesDep, tenant: WriteTenant
+) -> JSONResponse:
+    """Open a batch; add images in parts, then close it."""
+    await services.identities.add_collection(tenant, collection)
+    callback = str(body.callback_url) if body.callback_url else None
+    batch = await services.batches.create(tenant, collection, body.name, callback)
+    return JSONResponse(
+        batch,
+        status_code=201,
+        headers={"Location": f"/v1/collections/{collection}/batches/{batch['id']}"},
+    )
+
+
+@router.get("/collections/{collection}/batches")
+async def list_batches(
+    collection: CollectionPath, services: ServicesDep, tenant: ReadTenant
+) -> dict[str, Any]:
+    return {"batches": await services.batches.all(tenant, collection)}
+
+
+@router.get("/collections/{collection}/batches/{batch_id}")
+async def get_batch(
+    collection: CollectionPath, batch_id: UuidPath, services: ServicesDep, tenant: ReadTenant
+) -> dict[str, Any]:
+    """State, counts and progress."""
+    return await _batch(services, tenant, collection, batch_id)
+
+
+@router.post("/collections/{collection}/batches/{batch_id}/images", status_code=202)
+async def add_images(
+    collection: CollectionPath,
+    batch_id: UuidPath,
+    services: ServicesDep,
+    tenant: WriteTenant,
+    image: Annotated[list[UploadFile], File(description="One or more images")],
+) -> JSONResponse:
+    """Add images to an open batch. An image already submitted to this gallery (same
+    sha256, in any batch) is reported as a duplicate and not processed again."""
+    settings = services.settings
+    if len(image) > settings.max_images_per_batch_request:
+        raise InvalidInput(
+            f"{len(image)} images sent; at most {settings.max_images_per_batch_request} per request"
+        )
+    batch = await _batch(services, tenant, collection, batch_id)
+    if batch["status"] != "open":
+        raise Conflict(f"batch {batch_id} is {batch['status']}; open a new batch")
+    waiting = sum(
+        n
+        for name, n in (await queue_lengths(services.redis)).items()
+        if name.endswith(f"{PRIORITY_SEPARATOR}{BATCH_PRIORITY}")
+    )
+    if waiting > settings.max_batch_queue_length:
+        raise Overloaded(
+            f"{waiting} batch tasks are waiting (limit {settings.max_batch_queue_length}); "
+            "send this part again later",
+            {"Retry-After": str(settings.retry_after_s)},
+        )
+    accepted, duplicates, refused = [], [], []
+    for index, upload in enumerate(image):
+        name = upload.filename or f"image{index}"
+        try:
+            data = await read_image(upload, settings)
+        except FaceRecError as exc:
+            refused.append({"name": name, "problem": _problem(exc)})
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        admitted = await services.batches.admit(tenant, collection, batch_id, digest)
+        if admitted == Admission.NOT_OPEN:
+            raise Conflict(f"batch {batch_id} was closed while this part was being added")
+        if admitted == Admission.DUPLICATE:
+            duplicates.append({"name": name, "sha256": digest})
+            continue
+        job_id = await _submit(services, tenant, collection, batch_id, name, digest, data)
+        accepted.append({"name": name, "sha256": digest, "job_id": job_id})
+    return JSONResponse(
+        {"batch_id": batch_id, "accepted": accepted, "duplicates": duplicates, "refused": refused},
+        status_code=202,
+    )
+
+
+async def _submit(
+    services: Services,
+    tenant: str,
+    collection: str,
+    batch_id: str,
+    name: str,
+    digest: str,
+    data: bytes,
+) -> str:
+    job_id = sortable_id()
+    current_job.set(job_id)
+    msg = PipelineMessage(
+        job_id=job_id,
+        kind=JobKind.BATCH,
+        tenant=tenant,
+        params=JobParams(collection=collection, batch_id=batch_id),
+        images=[ImageRef(index=0, name=name, sha256=digest)],
+    )
+    # Batch images may wait behind a long backlog: they live as long as a job record.
+    await services.jobs.submit(
+        job_id,
+        JobKind.BATCH.value,
+        tenant,
+        Task.DETECT,
+        msg.to_task(),
+        [data],
+        priority=BATCH_PRIORITY,
+        image_ttl_s=services.settings.job_ttl_s,
+    )
+    return job_id
+
+
+def _problem(exc: FaceRecError) -> dict[str, Any]:
+    return {
+        "type": problem_type(exc.code),
+        "title": exc.title,
+        "status": STATUS_BY_CODE.get(exc.code, 422),
+        "detail": exc.detail,
+    }
+
+
+@router.post("/collections/{collection}/batches/{batch_id}/close")
+async def close_batch(
+    collection: CollectionPath, batch_id: UuidPath, services: ServicesDep, tenant: WriteTenant
+) -> dict[str, Any]:
+    """No more images: the batch is done once every image has finished."""
+    await _batch(services, tenant, collection, batch_id)
+    if await services.batches.close(batch_id):
+        # Finished already: the workers will not see it end, so regroup the faces now.
+        await index_admin(services, AdminOp.CLUSTER, tenant, collection)
+    return await _batch(services, tenant, collection, batch_id)
+
+
+@router.get("/collections/{collection}/batches/{batch_id}/results")
+async def batch_results(
+    collection: CollectionPath,
+    batch_id: UuidPath,
+    services: ServicesDep,
+    tenant: ReadTenant,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[int, Query(ge=0, description="next_cursor of the previous page")] = 0,
+) -> dict[str, Any]:
+    """Per-image results in the order images finished."""
+    await _batch(services, tenant, collection, batch_id)
+    results, next_cursor = await services.batches.results(batch_id, limit, cursor)
+    return {"results": results, "next_cursor": next_cursor}
+
+
+@router.post("/collections/{collection}/images/lookup")
+async def lookup_images(
+    collection: CollectionPath, body: ImageLookup, services: ServicesDep, tenant: ReadTenant
+) -> dict[str, Any]:
+    """Which of these image digests were already submitted to the gallery (so a client
+    resuming an import need not send them again)."""
+    return {"known": await services.batches.known(tenant, collection, body.sha256)}
+
+
+@router.get("/webhook-secret")
+async def webhook_secret(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
+    """The secret batch callbacks are signed with (HMAC-SHA256); made on first use."""
+    return {"secret": await services.webhooks.get(key.tenant)}
+
+
+@router.post("/webhook-secret")
+async def rotate_webhook_secret(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
+    return {"secret": await services.webhooks.rotate(key.tenant)}

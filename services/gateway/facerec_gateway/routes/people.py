@@ -1,0 +1,117 @@
+"""People: unassigned faces of a gallery grouped into candidate persons, to be named
+(they become an identity), merged, split or rejected."""
+
+from typing import Any
+
+from facerec_common.messages import AdminOp
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from facerec_gateway.admin import index_admin
+from facerec_gateway.auth import ReadTenant, WriteTenant
+from facerec_gateway.deps import CollectionPath, ServicesDep, UuidPath
+from facerec_gateway.routes.collections import NewIdentity, identity_body
+
+router = APIRouter(prefix="/v1/collections/{collection}/people", tags=["people"])
+
+
+class MergeInto(BaseModel):
+    into: str
+
+
+@router.get("")
+async def list_people(
+    collection: CollectionPath, services: ServicesDep, tenant: ReadTenant
+) -> dict[str, Any]:
+    """Candidate persons, largest first, each with a thumbnail and its first faces."""
+    return await index_admin(services, AdminOp.PEOPLE, tenant, collection)
+
+
+@router.post("/cluster")
+async def cluster_now(
+    collection: CollectionPath, services: ServicesDep, tenant: WriteTenant
+) -> dict[str, Any]:
+    """Group the faces that are in no person yet, now (this also runs when a batch ends)."""
+    return await index_admin(services, AdminOp.CLUSTER, tenant, collection)
+
+
+@router.get("/{person_id}")
+async def get_person(
+    collection: CollectionPath, person_id: UuidPath, services: ServicesDep, tenant: ReadTenant
+) -> dict[str, Any]:
+    return await index_admin(services, AdminOp.PERSON, tenant, collection, person_id=person_id)
+
+
+@router.post("/{person_id}/name", status_code=201)
+async def name_person(
+    collection: CollectionPath,
+    person_id: UuidPath,
+    body: NewIdentity,
+    services: ServicesDep,
+    tenant: WriteTenant,
+) -> JSONResponse:
+    """Make the person an identity: every face of it becomes an enrolled face."""
+    # The person must exist before an identity is made for it.
+    await index_admin(services, AdminOp.PERSON, tenant, collection, person_id=person_id)
+    record = await services.identities.create(tenant, collection, body.name, body.metadata)
+    moved = await index_admin(
+        services,
+        AdminOp.NAME_PERSON,
+        tenant,
+        collection,
+        identity_id=record.id,
+        person_id=person_id,
+    )
+    return JSONResponse(
+        identity_body(record, face_count=moved["faces"]),
+        status_code=201,
+        headers={"Location": f"/v1/collections/{collection}/identities/{record.id}"},
+    )
+
+
+@router.post("/{person_id}/merge")
+async def merge_person(
+    collection: CollectionPath,
+    person_id: UuidPath,
+    body: MergeInto,
+    services: ServicesDep,
+    tenant: WriteTenant,
+) -> dict[str, Any]:
+    """Move every face of this person to ``into``."""
+    return await index_admin(
+        services,
+        AdminOp.MERGE_PEOPLE,
+        tenant,
+        collection,
+        person_id=person_id,
+        target_id=body.into,
+    )
+
+
+@router.post("/{person_id}/faces/{face_id}/split")
+async def split_face(
+    collection: CollectionPath,
+    person_id: UuidPath,
+    face_id: UuidPath,
+    services: ServicesDep,
+    tenant: WriteTenant,
+) -> dict[str, Any]:
+    """Take the face out of the person: it becomes a person of its own."""
+    return await index_admin(
+        services, AdminOp.SPLIT_FACE, tenant, collection, person_id=person_id, face_id=face_id
+    )
+
+
+@router.delete("/{person_id}/faces/{face_id}")
+async def reject_face(
+    collection: CollectionPath,
+    person_id: UuidPath,
+    face_id: UuidPath,
+    services: ServicesDep,
+    tenant: WriteTenant,
+) -> dict[str, Any]:
+    """Erase the face from the index."""
+    return await index_admin(
+        services, AdminOp.REJECT_FACE, tenant, collection, person_id=person_id, face_id=face_id
+    )
