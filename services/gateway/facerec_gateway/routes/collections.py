@@ -93,8 +93,12 @@ async def create_identity(
     collection: CollectionPath, body: NewIdentity, services: ServicesDep, tenant: WriteTenant
 ) -> JSONResponse:
     record = await services.identities.create(tenant, collection, body.name, body.metadata)
+    return identity_created(collection, record, face_count=0)
+
+
+def identity_created(collection: str, record: IdentityRecord, face_count: int) -> JSONResponse:
     return JSONResponse(
-        identity_body(record, face_count=0),
+        identity_body(record, face_count=face_count),
         status_code=201,
         headers={"Location": f"/v1/collections/{collection}/identities/{record.id}"},
     )

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from facerec_gateway.admin import index_admin
 from facerec_gateway.auth import ReadTenant, WriteTenant
 from facerec_gateway.deps import CollectionPath, ServicesDep, UuidPath
-from facerec_gateway.routes.collections import NewIdentity, identity_body
+from facerec_gateway.routes.collections import NewIdentity, identity_created
 
 router = APIRouter(prefix="/v1/collections/{collection}/people", tags=["people"])
 
@@ -63,11 +63,7 @@ async def name_person(
         identity_id=record.id,
         person_id=person_id,
     )
-    return JSONResponse(
-        identity_body(record, face_count=moved["faces"]),
-        status_code=201,
-        headers={"Location": f"/v1/collections/{collection}/identities/{record.id}"},
-    )
+    return identity_created(collection, record, face_count=moved["faces"])
 
 
 @router.post("/{person_id}/merge")
