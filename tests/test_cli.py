@@ -540,3 +540,44 @@ def test_enroll_recognize_and_identities(stack: Stack, api: httpx.Client, tmp_pa
     (tmp_path / "fake.jpg").write_bytes(b"no image at all")
     run = facerec("recognize", str(tmp_path / "fake.jpg"), url=stack.url, key=key, home=home)
     assert run.returncode == 1 and "415" in run.stderr
+
+
+def test_people_commands_name_merge_split_and_reject(
+    stack: Stack, api: httpx.Client, tmp_path: Path
+) -> None:
+    root = tmp_path / "group"
+    root.mkdir()
+    for i in range(3):
+        variant = images.variant(images.group_photo(), flip=i == 1, scale=0.9 + 0.1 * i)
+        (root / f"g{i}.jpg").write_bytes(variant)
+    key, home, c = stack.admin_key, tmp_path, "cli-people"
+
+    def run(*args: str) -> str:
+        done = facerec(*args, "-c", c, url=stack.url, key=key, home=home)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("ingest", str(root), "--json")
+    people = json.loads(run("people", "list", "--json"))["people"]
+    assert [p["face_count"] for p in people] == [3] * 6
+    first, second, third = (p["id"] for p in people[:3])
+
+    assert "now identity" in run("people", "name", first, "Someone")
+    [identity] = api.get(f"/v1/collections/{c}/identities").json()["identities"]
+    assert identity["name"] == "Someone"
+    assert api.get(f"/v1/collections/{c}/identities/{identity['id']}").json()["face_count"] == 3
+
+    run("people", "merge", second, third)
+    merged = json.loads(run("people", "show", third, "--json"))
+    assert len(merged["faces"]) == 6
+    face = merged["faces"][0]["face_id"]
+    run("people", "split", third, face)
+    run("people", "cluster")
+    counts = sorted(p["face_count"] for p in json.loads(run("people", "list", "--json"))["people"])
+    assert counts == [1, 3, 3, 3, 5]
+    [lone] = [
+        p for p in json.loads(run("people", "list", "--json"))["people"] if p["face_count"] == 1
+    ]
+    run("people", "reject", lone["id"], face)
+    counts = sorted(p["face_count"] for p in json.loads(run("people", "list", "--json"))["people"])
+    assert counts == [3, 3, 3, 5]
