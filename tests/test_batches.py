@@ -1,6 +1,7 @@
 """Batches against the running stack: parts, duplicates, counts, results, low priority,
 a gateway restart in the middle, and signed callbacks with retries."""
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import images
 import pytest
+import redis.asyncio as aioredis
+from facerec_gateway.batches import Admission, BatchStore
 from helpers import JPEG, assert_problem
 from stack import Stack, wait_until
 from test_tenants import cli, client_for
@@ -283,3 +286,21 @@ def test_batches_of_another_tenant_are_invisible(stack: Stack, api: httpx.Client
             json={"sha256": [hashlib.sha256(scenes(1)[0]).hexdigest()]},
         )
         assert lookup.json() == {"known": []}
+
+
+def test_an_image_whose_job_was_not_sent_is_withdrawn(redis_url: str) -> None:
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        store = BatchStore(client)
+        batch = await store.create("t-withdraw", "c", None, None)
+        digest = "ab" * 32
+        assert await store.admit("t-withdraw", "c", batch["id"], digest) == Admission.ADMITTED
+        await store.withdraw("t-withdraw", "c", batch["id"], digest)
+        assert await store.known("t-withdraw", "c", [digest]) == []
+        assert await store.close(batch["id"])  # nothing submitted: done at once
+        found = await store.get("t-withdraw", "c", batch["id"])
+        assert found is not None and found["counts"]["submitted"] == 0
+        assert found["status"] == "done"
+        await client.aclose()
+
+    asyncio.run(scenario())

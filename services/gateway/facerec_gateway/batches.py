@@ -75,6 +75,13 @@ class BatchStore:
         keys = [batch_key(batch_id), batch_images_key(tenant, collection)]
         return int(await self._admit(keys=keys, args=[sha256, batch_id]))
 
+    async def withdraw(self, tenant: str, collection: str, batch_id: str, sha256: str) -> None:
+        """Undo ``admit`` for an image whose job could not be sent."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(batch_images_key(tenant, collection), sha256)
+            pipe.hincrby(batch_key(batch_id), "submitted", -1)
+            await pipe.execute()
+
     async def close(self, batch_id: str) -> bool:
         """Close the batch; True if that finished it (every image was already done)."""
         done = await self._close(

@@ -114,7 +114,12 @@ async def add_images(
         if admitted == Admission.DUPLICATE:
             duplicates.append({"name": name, "sha256": digest})
             continue
-        job_id = await _submit(services, tenant, collection, batch_id, name, digest, data)
+        try:
+            job_id = await _submit(services, tenant, collection, batch_id, name, digest, data)
+        except BaseException:
+            # Not sent: the image must not count as submitted, or the batch would never end.
+            await services.batches.withdraw(tenant, collection, batch_id, digest)
+            raise
         accepted.append({"name": name, "sha256": digest, "job_id": job_id})
     return JSONResponse(
         {"batch_id": batch_id, "accepted": accepted, "duplicates": duplicates, "refused": refused},
