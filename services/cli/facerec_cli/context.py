@@ -1,10 +1,11 @@
 """What every command shares: the consoles, common options, and a client that turns server
 errors into a message and a non-zero exit."""
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +23,19 @@ Collection = Annotated[
     typer.Option("--collection", "-c", envvar="FACEREC_COLLECTION", help="Gallery to work in"),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+def metadata_option(value: str | None) -> dict[str, Any]:
+    """The ``--metadata`` option: a JSON object, or nothing."""
+    if value is None:
+        return {}
+    try:
+        meta = json.loads(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
+    if not isinstance(meta, dict):
+        raise typer.BadParameter("give a JSON object", param_hint="--metadata")
+    return meta
 
 
 @dataclass

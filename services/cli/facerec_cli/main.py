@@ -1,6 +1,5 @@
 """Entry point of the ``facerec`` command."""
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from facerec_cli.context import (
     base,
     connect,
     err,
+    metadata_option,
     out,
 )
 from facerec_cli.ingest import Ingest, IngestOptions, Interrupted
@@ -161,14 +161,7 @@ def enroll(
     json_out: JsonFlag = False,
 ) -> None:
     """Create the identity NAME and enrol the faces of IMAGES."""
-    meta: dict[str, Any] = {}
-    if metadata is not None:
-        try:
-            meta = json.loads(metadata)
-        except ValueError as exc:
-            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
-        if not isinstance(meta, dict):
-            raise typer.BadParameter("give a JSON object", param_hint="--metadata")
+    meta = metadata_option(metadata)
     with connect(ctx) as client:
         if identity is None:
             created = client.post(

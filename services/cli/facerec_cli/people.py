@@ -4,14 +4,13 @@ reject a face (erase it)."""
 
 import base64
 import binascii
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from facerec_cli import output
-from facerec_cli.context import Collection, JsonFlag, base, connect, out
+from facerec_cli.context import Collection, JsonFlag, base, connect, metadata_option, out
 
 people_app = typer.Typer(
     help="People found by clustering unassigned faces: list, show, name, merge, split, reject.",
@@ -81,14 +80,7 @@ def people_name(
     metadata: Annotated[str | None, typer.Option(help="JSON object kept with the identity")] = None,
 ) -> None:
     """Name a person: it becomes an identity, and all its faces that identity's faces."""
-    meta: dict[str, Any] = {}
-    if metadata is not None:
-        try:
-            meta = json.loads(metadata)
-        except ValueError as exc:
-            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
-        if not isinstance(meta, dict):
-            raise typer.BadParameter("give a JSON object", param_hint="--metadata")
+    meta = metadata_option(metadata)
     with connect(ctx) as client:
         identity = client.post(
             people_path(collection, person, "name"), json={"name": name, "metadata": meta}
