@@ -158,8 +158,9 @@ class EdgeIndex(FaceIndex):
     def set_payload(self, model: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
         shard = self._shards.get(model)
         if shard is not None and ids:
+            # Like upserts, not flushed at once (a flush costs ~8 ms; grouping sets payloads
+            # on every batch image). Deletions are flushed: erasure must reach the disk.
             shard.update(qe.UpdateOperation.set_payload(list(ids), payload))
-            shard.flush()
 
     def delete_ids(self, model: str, ids: Sequence[str]) -> None:
         shard = self._shards.get(model)
