@@ -17,21 +17,14 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 from faces import InProcess
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from stack import Stack, redis_server, running_stack
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.array(values), q))
+from harness import percentile, private_stack
+from stack import Stack
 
 
 def link_folder(files: list[Path], source: Path, target: Path) -> Path:
@@ -80,13 +73,7 @@ def main() -> None:
     inprocess_rate = len(files) / (time.perf_counter() - start)
     del model
 
-    with (
-        tempfile.TemporaryDirectory() as tmp_name,
-        redis_server(Path(tmp_name) / "redis") as url,
-        running_stack(Path(tmp_name), url) as stack,
-        httpx.Client(base_url=stack.url, timeout=60, headers={"X-API-Key": stack.admin_key}) as api,
-    ):
-        tmp = Path(tmp_name)
+    with private_stack() as (tmp, stack, api):
         env = cli_env(stack, tmp)
 
         def recognize(data: bytes) -> float:

@@ -8,22 +8,12 @@ several requests in flight; then single-image recognise latency, one request at 
 """
 
 import argparse
-import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
-import numpy as np
 from faces import InProcess
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from stack import redis_server, running_stack
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.array(values), q))
+from harness import percentile, private_stack
 
 
 def main() -> None:
@@ -49,12 +39,7 @@ def main() -> None:
     inprocess_rate = len(files) / (time.perf_counter() - start)
     del model
 
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        redis_server(Path(tmp) / "redis") as url,
-        running_stack(Path(tmp), url) as stack,
-        httpx.Client(base_url=stack.url, timeout=60, headers={"X-API-Key": stack.admin_key}) as api,
-    ):
+    with private_stack() as (_, _, api):
 
         def recognize(data: bytes) -> int:
             response = api.post(

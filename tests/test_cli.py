@@ -31,6 +31,7 @@ from helpers import recognize
 from PIL import Image
 from rich.console import Console
 from stack import Stack
+from test_batches import all_results as batch_results
 
 # ---------------------------------------------------------------------------------------------
 # A fake of the batch part of the API, in memory: enough of the contract to test the client.
@@ -352,20 +353,8 @@ def photo_folder(root: Path, n: int) -> Path:
 
 
 def all_results(api: httpx.Client, collection: str) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
     batches = api.get(f"/v1/collections/{collection}/batches").json()["batches"]
-    for batch in batches:
-        cursor = None
-        while True:
-            params: dict[str, Any] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
-            page = api.get(
-                f"/v1/collections/{collection}/batches/{batch['id']}/results", params=params
-            ).json()
-            results += page["results"]
-            cursor = page["next_cursor"]
-            if not cursor:
-                break
-    return results
+    return [r for batch in batches for r in batch_results(api, collection, batch["id"])]
 
 
 def faces_by_image(results: list[dict[str, Any]]) -> dict[str, int]:

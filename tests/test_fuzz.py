@@ -2,10 +2,6 @@
 OpenAPI schema. Nothing may answer 5xx, every refusal must be problem+json, and every
 worker must still be alive afterwards."""
 
-import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from typing import Any
 
@@ -17,6 +13,7 @@ from facerec_gateway.settings import GatewaySettings
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from stack import Stack
+from test_tenants import cli
 
 # The schema is the app's own; no server is needed to read it.
 full_schema = schemathesis.openapi.from_dict(create_app(GatewaySettings()).openapi())
@@ -31,26 +28,17 @@ SENT: list[int] = []  # status of every request the fuzzer sent
 @pytest.fixture(scope="module")
 def fuzz_key(stack: Stack) -> str:
     """A key of its own tenant with every scope and no practical rate limit."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "facerec_gateway.cli",
-            "create",
-            "--tenant",
-            "fuzz",
-            "--scopes",
-            "read,write,admin",
-            "--rate-limit",
-            "1000000",
-        ],
-        env={**os.environ, "FACEREC_REDIS_URL": stack.redis_url},
-        capture_output=True,
-        text=True,
-        check=True,
+    created = cli(
+        stack,
+        "create",
+        "--tenant",
+        "fuzz",
+        "--scopes",
+        "read,write,admin",
+        "--rate-limit",
+        "1000000",
     )
-    key: str = json.loads(out.stdout)["key"]
-    return key
+    return str(created["key"])
 
 
 @schema.parametrize()

@@ -155,24 +155,27 @@ def stage_app(
         batch = batch_image(msg)
         start = time.perf_counter()
 
+        def count_into_batch(
+            result: dict[str, Any] | None, problem: dict[str, Any] | None = None
+        ) -> None:
+            if batch is None or not ledger.record(batch, msg.job_id, result, problem):
+                return
+            log.info("batch %s done", batch.batch_id)
+            if on_batch_done is not None:
+                try:
+                    on_batch_done(batch)
+                except Exception:  # the job has ended already; this must not end it again
+                    log.exception("after batch %s", batch.batch_id)
+
         def fail(problem: dict[str, Any]) -> None:
             jobs.fail(msg.job_id, problem, len(msg.images))
-            if batch is not None and ledger.record(batch, msg.job_id, None, problem):
-                log.info("batch %s done", batch.batch_id)
-                if on_batch_done is not None:
-                    try:
-                        on_batch_done(batch)
-                    except Exception:  # the job has failed already; don't fail it twice
-                        log.exception("after batch %s", batch.batch_id)
+            count_into_batch(None, problem)
 
         with job_guard(task, msg.job_id, stage_name, fail):
             outcome = run(msg, jobs)
             if outcome.result is not None:
                 jobs.finish(msg.job_id, outcome.result, len(msg.images))
-                if batch is not None and ledger.record(batch, msg.job_id, outcome.result):
-                    log.info("batch %s done", batch.batch_id)
-                    if on_batch_done is not None:
-                        on_batch_done(batch)
+                count_into_batch(outcome.result)
                 TASKS.labels(stage_name, "done").inc()
             elif outcome.forward is not None and next_task is not None:
                 # Batch work keeps its low priority at every stage.

@@ -45,11 +45,15 @@ def problem_type(code: str) -> str:
     return f"/problems/{code}"
 
 
+def problem_body(code: str, title: str, detail: str, status: int) -> dict[str, Any]:
+    return {"type": problem_type(code), "title": title, "status": status, "detail": detail}
+
+
 def problem_response(
     code: str, title: str, detail: str, status: int | None = None, **extra: Any
 ) -> JSONResponse:
     status = status or STATUS_BY_CODE.get(code, 500)
-    body = {"type": problem_type(code), "title": title, "status": status, "detail": detail, **extra}
+    body = {**problem_body(code, title, detail, status), **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 

@@ -60,8 +60,8 @@ class People:
             self._index.set_payload(model, ids, {CLUSTER: cluster_id})
         return len(assigned)
 
-    def regroup(self, tenant: str, collection: str) -> dict[str, int]:
-        """Pass every face that is in no person again."""
+    def regroup(self, tenant: str, collection: str) -> int:
+        """Pass every face that is in no person again; how many joined or founded one."""
         loose = self._index.scroll(
             Scope(tenant, collection, pool=UNASSIGNED, cluster_id=""), with_vectors=True
         )
@@ -69,10 +69,9 @@ class People:
         for record in loose:
             if record.vector is not None:
                 by_model[record.model].append((record.id, record.vector))
-        grouped = sum(
+        return sum(
             self.group(model, tenant, collection, faces) for model, faces in by_model.items()
         )
-        return {"grouped": grouped, **self.counts(tenant, collection)}
 
     def counts(self, tenant: str, collection: str) -> dict[str, int]:
         records = self._unassigned(tenant, collection)

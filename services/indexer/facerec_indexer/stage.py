@@ -266,7 +266,8 @@ class IndexStage:
         if msg.op is AdminOp.PEOPLE:
             return people.overview(tenant, collection)
         if msg.op is AdminOp.CLUSTER:
-            return people.regroup(tenant, collection)
+            grouped = people.regroup(tenant, collection)
+            return {"grouped": grouped, **people.counts(tenant, collection)}
         person = _required(msg.person_id, "person_id")
         if msg.op is AdminOp.PERSON:
             return people.person(tenant, collection, person)

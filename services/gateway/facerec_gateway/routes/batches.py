@@ -17,7 +17,7 @@ from facerec_gateway.batches import Admission
 from facerec_gateway.deps import CollectionPath, Services, ServicesDep, UuidPath
 from facerec_gateway.ids import sortable_id
 from facerec_gateway.limits import queue_lengths
-from facerec_gateway.problems import STATUS_BY_CODE, Conflict, Overloaded, problem_type
+from facerec_gateway.problems import STATUS_BY_CODE, Conflict, Overloaded, problem_body
 from facerec_gateway.uploads import read_image
 
 router = APIRouter(prefix="/v1", tags=["batches"])
@@ -160,12 +160,7 @@ async def _submit(
 
 
 def _problem(exc: FaceRecError) -> dict[str, Any]:
-    return {
-        "type": problem_type(exc.code),
-        "title": exc.title,
-        "status": STATUS_BY_CODE.get(exc.code, 422),
-        "detail": exc.detail,
-    }
+    return problem_body(exc.code, exc.title, exc.detail, STATUS_BY_CODE.get(exc.code, 422))
 
 
 @router.post("/collections/{collection}/batches/{batch_id}/close")

@@ -85,6 +85,17 @@ class Hit:
     cluster_id: str = ""  # unassigned faces: the person they were grouped into
 
 
+def hit(point_id: Any, score: float, payload: dict[str, Any] | None) -> Hit:
+    """A search result as either backend returns it: id, score and the point's payload."""
+    fields = payload or {}
+    return Hit(
+        point_id=str(point_id),
+        identity_id=str(fields.get(IDENTITY) or ""),
+        score=score,
+        cluster_id=str(fields.get(CLUSTER) or ""),
+    )
+
+
 @dataclass(frozen=True)
 class FaceRecord:
     """A stored point as read back: which model's collection holds it, and its payload."""

@@ -14,9 +14,7 @@ import numpy.typing as npt
 import qdrant_edge as qe
 
 from facerec_indexer.index.base import (
-    CLUSTER,
     COLLECTION_PREFIX,
-    IDENTITY,
     INDEXED_FIELDS,
     TENANT,
     FaceIndex,
@@ -25,6 +23,7 @@ from facerec_indexer.index.base import (
     Hit,
     Scope,
     collection_name,
+    hit,
 )
 
 log = logging.getLogger(__name__)
@@ -102,18 +101,7 @@ class EdgeIndex(FaceIndex):
             for vector in np.asarray(vectors, dtype=np.float32)
         ]
         results = shard.query_batch(qe.QueryBatchRequest(requests))
-        return [
-            [
-                Hit(
-                    point_id=str(p.id),
-                    identity_id=str((p.payload or {}).get(IDENTITY) or ""),
-                    score=p.score,
-                    cluster_id=str((p.payload or {}).get(CLUSTER) or ""),
-                )
-                for p in points
-            ]
-            for points in results
-        ]
+        return [[hit(p.id, p.score, p.payload) for p in points] for points in results]
 
     def count(self, scope: Scope) -> int:
         flt = self._filter(scope)

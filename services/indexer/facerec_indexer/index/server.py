@@ -12,9 +12,7 @@ import numpy.typing as npt
 from qdrant_client import QdrantClient, models
 
 from facerec_indexer.index.base import (
-    CLUSTER,
     COLLECTION_PREFIX,
-    IDENTITY,
     INDEXED_FIELDS,
     TENANT,
     FaceIndex,
@@ -23,6 +21,7 @@ from facerec_indexer.index.base import (
     Hit,
     Scope,
     collection_name,
+    hit,
 )
 
 
@@ -91,18 +90,7 @@ class ServerIndex(FaceIndex):
                 for vector in np.asarray(vectors, dtype=np.float32)
             ],
         )
-        return [
-            [
-                Hit(
-                    point_id=str(p.id),
-                    identity_id=str((p.payload or {}).get(IDENTITY) or ""),
-                    score=p.score,
-                    cluster_id=str((p.payload or {}).get(CLUSTER) or ""),
-                )
-                for p in response.points
-            ]
-            for response in responses
-        ]
+        return [[hit(p.id, p.score, p.payload) for p in response.points] for response in responses]
 
     def count(self, scope: Scope) -> int:
         flt = self._filter(scope)

@@ -1,0 +1,30 @@
+"""What the HTTP benchmarks share: a private stack to measure, and percentiles."""
+
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from stack import Stack, redis_server, running_stack
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+@contextmanager
+def private_stack() -> Iterator[tuple[Path, Stack, httpx.Client]]:
+    """A whole stack (redis-server, the three workers, the gateway) in a temporary folder,
+    with an admin client for it."""
+    with (
+        tempfile.TemporaryDirectory() as tmp_name,
+        redis_server(Path(tmp_name) / "redis") as url,
+        running_stack(Path(tmp_name), url) as stack,
+        httpx.Client(base_url=stack.url, timeout=60, headers={"X-API-Key": stack.admin_key}) as api,
+    ):
+        yield Path(tmp_name), stack, api
