@@ -61,12 +61,28 @@ def image_key(job_id: str, index: int) -> str:
     return f"{PREFIX}:img:{job_id}:{index}"
 
 
-def heartbeat_key(queue: str, hostname: str) -> str:
-    return f"{PREFIX}:heartbeat:{queue}:{hostname}"
+def workers_key(queue: str) -> str:
+    """Hash of the workers that consume ``queue``: worker name -> JSON heartbeat. One key
+    per queue, so whoever asks which workers live reads O(workers), never the keyspace."""
+    return f"{PREFIX}:workers:{queue}"
 
 
-def heartbeat_pattern(queue: str) -> str:
-    return f"{PREFIX}:heartbeat:{queue}:*"
+def inflight_key() -> str:
+    """Hash of the task each worker is running: worker name -> JSON (queue, delivery tag,
+    job id). A task whose worker's heartbeat stopped is sent again from here."""
+    return f"{PREFIX}:inflight"
+
+
+def attempts_key(job_id: str, stage: str) -> str:
+    """How many times a stage of a job was started: a message that kills its worker is
+    stopped after a set number of tries."""
+    return f"{PREFIX}:attempts:{job_id}:{stage}"
+
+
+def dead_letters_key() -> str:
+    """List of the messages that ended their job as failed after too many tries, newest
+    first, for an admin to list and send again."""
+    return f"{PREFIX}:dead-letters"
 
 
 def collections_key(tenant: str) -> str:

@@ -1,7 +1,7 @@
-import json
 from typing import Any
 
-from facerec_common.names import Queue, heartbeat_pattern
+from facerec_common.heartbeat import parse_beats
+from facerec_common.names import Queue, workers_key
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,11 +29,8 @@ async def readyz(services: ServicesDep) -> JSONResponse | dict[str, Any]:
         await services.redis.ping()
         checks["redis"] = "ok"
         for queue in Queue:
-            beats = [
-                json.loads(value)
-                async for key in services.redis.scan_iter(match=heartbeat_pattern(queue))
-                if (value := await services.redis.get(key)) is not None
-            ]
+            live, _ = parse_beats(await services.redis.hgetall(workers_key(queue)))
+            beats = list(live.values())
             checks[f"queue:{queue}"] = "ok" if beats else "no live consumer"
             if queue is Queue.INDEX:
                 ok = any(beat.get("index_ok") for beat in beats)
