@@ -5,7 +5,10 @@ from celery import Celery
 from facerec_common.names import PRIORITY_SEPARATOR, PRIORITY_STEPS, TASK_QUEUES
 
 
-def make_celery(main: str, redis_url: str) -> Celery:
+def make_celery(main: str, redis_url: str, visibility_timeout_s: int = 600) -> Celery:
+    """``visibility_timeout_s``: how long a consumed, unacknowledged task waits before the
+    broker hands it out again. Heartbeats and the reaper bring back a dead worker's task
+    within seconds; this is the backstop, so it must exceed the slowest stage's limit."""
     app = Celery(main, broker=redis_url, set_as_current=False)
     app.conf.update(
         # Binary payloads (crops, vectors) travel as msgpack bytes: no pickle, no JSON floats.
@@ -22,8 +25,11 @@ def make_celery(main: str, redis_url: str) -> Celery:
         task_routes={name: {"queue": str(queue)} for name, queue in TASK_QUEUES.items()},
         task_default_queue="detect",
         broker_connection_retry_on_startup=True,
+        # A worker waits for Redis as long as it takes (a restart, a failover), instead of
+        # exiting after Celery's default 100 tries.
+        broker_connection_max_retries=None,
         broker_transport_options={
-            "visibility_timeout": 3600,
+            "visibility_timeout": visibility_timeout_s,
             # Two levels: interactive (0, consumed first) and batch (names.BATCH_PRIORITY).
             "priority_steps": PRIORITY_STEPS,
             "sep": PRIORITY_SEPARATOR,

@@ -59,6 +59,26 @@ class IdentityNotFound(NotFound):
     title = "Identity not found"
 
 
+class CollectionNotFound(NotFound):
+    """Searching or reading a gallery that does not exist: never an empty answer, since a
+    mistyped gallery name would otherwise make everyone "unknown"."""
+
+    code = "collection-not-found"
+    title = "Gallery not found"
+
+
+class FaceNotFound(NotFound):
+    code = "face-not-found"
+    title = "Face not found"
+
+
+class BatchCancelled(FaceRecError):
+    """The image's batch was cancelled or deleted while the image waited in a queue."""
+
+    code = "batch-cancelled"
+    title = "Batch cancelled"
+
+
 class NoFaceFound(InvalidInput):
     code = "no-face"
     title = "No face found"
@@ -68,6 +88,27 @@ class IndexUnavailable(FaceRecError):
     code = "index-unavailable"
     title = "Face index unavailable"
     retryable = True
+
+
+class StageFailed(FaceRecError):
+    """A stage raised something that is not a refusal, on every one of its tries."""
+
+    code = "stage-error"
+    title = "A pipeline stage failed on this job"
+
+
+class WorkerCrashed(FaceRecError):
+    """The stage's worker died while running this job, on every one of its tries."""
+
+    code = "worker-crashed"
+    title = "The worker died on this job"
+
+
+class StageTimeout(FaceRecError):
+    """The stage ran past its hard time limit."""
+
+    code = "stage-timeout"
+    title = "A pipeline stage took too long"
 
 
 class ModelFileMismatch(FaceRecError):
@@ -89,8 +130,14 @@ ERRORS_BY_CODE: dict[str, type[FaceRecError]] = {
         TooManyPixels,
         NotFound,
         IdentityNotFound,
+        CollectionNotFound,
+        FaceNotFound,
+        BatchCancelled,
         NoFaceFound,
         IndexUnavailable,
+        StageFailed,
+        WorkerCrashed,
+        StageTimeout,
         ModelFileMismatch,
     )
 }

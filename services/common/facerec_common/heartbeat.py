@@ -74,25 +74,31 @@ def start_heartbeat(
     stop = threading.Event()
     key = workers_key(queue)
 
-    def beat() -> None:
-        while not stop.is_set():
-            facts: dict[str, Any] = {}
-            if probe is not None:
-                try:
-                    facts.update(probe())
-                except Exception as exc:  # a failing probe is reported, not fatal
-                    facts["error"] = str(exc)
+    def beat_once() -> None:
+        facts: dict[str, Any] = {}
+        if probe is not None:
             try:
-                client.hset(key, hostname, beat_value(interval_s, facts))
+                facts.update(probe())
+            except Exception as exc:  # a failing probe is reported, not fatal
+                facts["error"] = str(exc)
+        client.hset(key, hostname, beat_value(interval_s, facts))
+
+    def beat() -> None:
+        while not stop.wait(interval_s):
+            try:
+                beat_once()
                 if on_beat is not None:
                     on_beat()
             except redis.RedisError as exc:
                 log.warning("heartbeat to Redis failed: %s", exc)
             except Exception:  # the heartbeat thread must outlive any bug in on_beat
                 log.exception("after a heartbeat")
-            stop.wait(interval_s)
         with contextlib.suppress(redis.RedisError):
             client.hdel(key, hostname)
 
+    # The first beat is written before this returns: a task this worker claims next must
+    # never look like the task of a dead worker.
+    with contextlib.suppress(redis.RedisError):
+        beat_once()
     threading.Thread(target=beat, name=f"heartbeat-{queue}", daemon=True).start()
     return stop

@@ -79,10 +79,10 @@ def attempts_key(job_id: str, stage: str) -> str:
     return f"{PREFIX}:attempts:{job_id}:{stage}"
 
 
-def dead_letters_key() -> str:
-    """List of the messages that ended their job as failed after too many tries, newest
-    first, for an admin to list and send again."""
-    return f"{PREFIX}:dead-letters"
+def dead_letters_key(tenant: str) -> str:
+    """Hash of a tenant's messages that ended their job as failed after every try:
+    job id -> entry, for an admin to list and send again."""
+    return f"{PREFIX}:t:{tenant}:dead-letters"
 
 
 def collections_key(tenant: str) -> str:

@@ -42,4 +42,19 @@ class ServiceSettings(ImageLimits):
     job_ttl_s: int = Field(24 * 3600, gt=0, validation_alias=shared("job_ttl_s"))
     # Uploaded image bytes wait in Redis at most this long; a finished job deletes them at once.
     image_ttl_s: int = Field(15 * 60, gt=0, validation_alias=shared("image_ttl_s"))
+    # Workers beat this often; one silent for three beats is taken for dead, and the task
+    # it was running is sent to another worker (facerec_common.reaper).
     heartbeat_interval_s: float = Field(5.0, gt=0, validation_alias=shared("heartbeat_interval_s"))
+    # A stage of a job is started at most this many times (its worker died, or it raised
+    # something unexpected); then the job fails and its message becomes a dead letter.
+    max_attempts: int = Field(3, ge=1, validation_alias=shared("max_attempts"))
+    # A task of a worker that vanished without a heartbeat record comes back after this
+    # long at the latest (the broker's visibility timeout); larger than every stage's limit.
+    visibility_timeout_s: int = Field(600, ge=30, validation_alias=shared("visibility_timeout_s"))
+    # Dead letters, and the images of their jobs, are kept this long for a re-drive.
+    dead_letter_ttl_s: int = Field(
+        7 * 24 * 3600, gt=0, validation_alias=shared("dead_letter_ttl_s")
+    )
+    # A task running longer than this is stopped and its job fails (stage-timeout).
+    # Each worker sets its default; keep it below visibility_timeout_s.
+    task_time_limit_s: float = Field(120.0, gt=0)

@@ -1,9 +1,19 @@
-"""What every worker does the same way: heartbeats, metrics, the Celery worker loop, and
-turning a stage's errors into a failed job instead of a dead or looping task."""
+"""What every worker does the same way: heartbeats, claims and the reaper, metrics, the
+Celery worker loop, and turning a stage's errors into a failed job instead of a dead or
+looping task.
 
+Every task runs under ``guarded``: it counts the tries of its stage of its job (a try that
+never ended means its worker died on it), stops after ``max_attempts`` tries with the job
+failed and the message kept as a dead letter, and stops a task that runs past the stage's
+hard time limit.
+"""
+
+import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,21 +22,25 @@ from typing import Any
 
 import redis
 from celery import Celery, Task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_received, worker_ready, worker_shutdown
+from pydantic import ValidationError
 
 from facerec_common.batches import BatchImage, BatchLedger
 from facerec_common.celery_app import make_celery
-from facerec_common.errors import FaceRecError
+from facerec_common.deadletters import DeadLetterStore, new_letter
+from facerec_common.errors import FaceRecError, StageFailed, StageTimeout, WorkerCrashed
 from facerec_common.heartbeat import start_heartbeat
 from facerec_common.jobs import JobWriter, problem_of
 from facerec_common.logs import job_context
 from facerec_common.messages import PipelineMessage
 from facerec_common.metrics import TASK_DURATION, TASKS, serve_metrics
-from facerec_common.names import BATCH_PRIORITY
+from facerec_common.names import BATCH_PRIORITY, attempts_key
+from facerec_common.reaper import Claims, reap
 from facerec_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
+# Retries of an error that may pass (Redis or the index unreachable), with backoff.
 MAX_RETRIES = 5
 
 
@@ -35,23 +49,100 @@ def redis_client(settings: ServiceSettings) -> redis.Redis:
 
 
 @contextmanager
-def job_guard(
-    task: Task, job_id: str, stage: str, fail: Callable[[dict[str, Any]], None]
-) -> Iterator[None]:
-    """Run one stage of one job; whatever goes wrong ends the job, not the worker.
+def hard_time_limit(seconds: float) -> Iterator[None]:
+    """Raise ``StageTimeout`` in this task once it has run ``seconds``.
+
+    Celery enforces time limits only in its prefork pool; the workers run the solo pool,
+    so the limit is a timer signal to the main thread, where solo runs every task. A
+    model call in native code is interrupted when it returns to Python.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise StageTimeout(f"the stage ran past its limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass
+class Guard:
+    """What ``guarded`` needs to end a job for good: the settings, where job records and
+    dead letters go."""
+
+    client: redis.Redis
+    settings: ServiceSettings
+    dead_letters: DeadLetterStore
+
+    def started(self, job_id: str, stage: str) -> int:
+        """Count one more try of this stage of this job; the count is dropped when the try
+        ends, so what is left counts the tries whose worker died."""
+        key = attempts_key(job_id, stage)
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self.settings.job_ttl_s)
+            tries, _ = pipe.execute()
+        return int(tries)
+
+    def ended(self, job_id: str, stage: str) -> None:
+        self.client.delete(attempts_key(job_id, stage))
+
+
+@contextmanager
+def guarded(
+    guard: Guard,
+    task: Task,
+    payload: dict[str, Any],
+    job: tuple[str, str],
+    stage: str,
+    fail: Callable[[dict[str, Any]], None],
+) -> Iterator[bool]:
+    """Run one try of a stage of a job (``job``: its id and tenant); whatever goes wrong
+    ends the job, not the worker. Yields False when the job was ended before running.
 
     A domain error fails the job with its problem. A retryable one (index or Redis
-    unreachable) is retried with backoff, then fails the job. Anything else is a bug: it
-    is logged with its traceback and the job fails as an internal error. ``fail`` ends
-    the job with a problem. Every log line written meanwhile carries the job id.
+    unreachable) is retried with backoff, then fails the job. Anything else is logged with
+    its traceback and tried again up to ``max_attempts`` tries in all, as is a try whose
+    worker died; the last ends the job (stage-error, worker-crashed) and keeps its message
+    as a dead letter. Every log line written meanwhile carries the job id.
     """
+    job_id, tenant = job
+    limit = guard.settings.max_attempts
+
+    def give_up(error: FaceRecError, tries: int) -> None:
+        problem = problem_of(error)
+        fail(problem)
+        guard.dead_letters.add(
+            new_letter(payload, tenant, job_id, stage, task.name, problem, tries)
+        )
+        TASKS.labels(stage, "dead-lettered").inc()
+        log.error("%s: job failed after %d tries, kept as a dead letter: %s", stage, tries, error)
+
     with job_context(job_id):
+        tries = guard.started(job_id, stage)
+        if tries > limit:
+            guard.ended(job_id, stage)
+            give_up(WorkerCrashed(f"the {stage} worker died on each of {limit} tries"), limit)
+            yield False
+            return
         try:
-            yield
+            with hard_time_limit(guard.settings.task_time_limit_s):
+                yield True
+        except StageTimeout as exc:
+            TASKS.labels(stage, "failed").inc()
+            give_up(exc, tries)
         except FaceRecError as exc:
             if exc.retryable and task.request.retries < MAX_RETRIES:
                 TASKS.labels(stage, "retried").inc()
                 log.warning("%s: %s; retrying", task.name, exc)
+                guard.ended(job_id, stage)  # waiting for a dependency is not a failed try
                 raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
             TASKS.labels(stage, "failed").inc()
             log.info("%s: job failed: %s", task.name, exc)
@@ -60,12 +151,34 @@ def job_guard(
             if task.request.retries < MAX_RETRIES:
                 TASKS.labels(stage, "retried").inc()
                 log.warning("%s: Redis unreachable; retrying", task.name)
+                with contextlib.suppress(redis.RedisError):
+                    guard.ended(job_id, stage)
                 raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
             raise
-        except Exception:
+        except Exception as exc:
             TASKS.labels(stage, "failed").inc()
-            log.exception("job failed in %s", task.name)
-            fail({"code": "internal-error", "title": "Internal error", "detail": "see the log"})
+            log.exception("%s failed on try %d of %d", task.name, tries, limit)
+            if tries < limit:
+                # Counted as a try of its own: the attempts key must not be dropped below.
+                raise task.retry(exc=exc, countdown=1, max_retries=None) from exc
+            give_up(StageFailed(f"{type(exc).__name__}: {exc}"[:500]), tries)
+        guard.ended(job_id, stage)
+
+
+def unreadable_message(
+    guard: Guard, task: Task, payload: Any, stage: str, error: ValidationError
+) -> None:
+    """A message that does not parse can never succeed: end its job (when it names one)
+    and keep it as a dead letter, instead of a task that fails silently forever."""
+    job_id = payload.get("job_id") if isinstance(payload, dict) else None
+    tenant = payload.get("tenant") if isinstance(payload, dict) else None
+    log.error("%s: unreadable message for job %s: %s", task.name, job_id, error)
+    TASKS.labels(stage, "dead-lettered").inc()
+    if not isinstance(job_id, str) or not isinstance(tenant, str):
+        return  # nothing to end, nobody to show it to
+    problem = problem_of(StageFailed(f"the {stage} stage could not read its message"))
+    JobWriter(guard.client, guard.settings.job_ttl_s).fail(job_id, problem, 0)
+    guard.dead_letters.add(new_letter(payload, tenant, job_id, stage, task.name, problem, 1))
 
 
 def run_worker(
@@ -78,21 +191,47 @@ def run_worker(
 
     Solo pool: the models are loaded once in this process and every task runs here, so
     nothing is forked after loading and metrics stay in one process. Scale by running
-    more worker processes (or pods).
+    more worker processes (or pods). SIGTERM is Celery's warm shutdown: the running task
+    finishes and is acknowledged, then the process exits.
     """
     hostname = f"{queue}@{socket.gethostname()}-{os.getpid()}"
     client = redis_client(settings)
+    claims = Claims(client, hostname, queue)
     stoppers = []
+
+    def restore(tag: str) -> None:
+        with app.connection_for_write() as connection:
+            connection.default_channel.qos.restore_by_tag(tag)
+
+    def on_received(request: Any = None, **_: Any) -> None:
+        args = getattr(request, "args", None) or [{}]
+        job_id = args[0].get("job_id") if isinstance(args[0], dict) else None
+        claims.claim(request.id, request.message.delivery_tag, job_id)
+
+    def on_postrun(task_id: str = "", **_: Any) -> None:
+        claims.release(task_id)
+
+    def reap_dead() -> None:
+        reap(client, restore)
 
     def on_ready(**_: Any) -> None:
         stoppers.append(
-            start_heartbeat(client, queue, hostname, settings.heartbeat_interval_s, probe)
+            start_heartbeat(
+                client,
+                queue,
+                hostname,
+                settings.heartbeat_interval_s,
+                probe,
+                on_beat=reap_dead,
+            )
         )
 
     def on_shutdown(**_: Any) -> None:
         for stop in stoppers:
             stop.set()
 
+    task_received.connect(on_received, weak=False)
+    task_postrun.connect(on_postrun, weak=False)
     worker_ready.connect(on_ready, weak=False)
     worker_shutdown.connect(on_shutdown, weak=False)
     serve_metrics(settings.metrics_port)
@@ -112,6 +251,13 @@ def run_worker(
             "--without-heartbeat",
         ]
     )
+
+
+def worker_celery(name: str, settings: ServiceSettings) -> tuple[Celery, Guard]:
+    """A worker's Celery app and the guard its tasks run under."""
+    app = make_celery(name, settings.redis_url, settings.visibility_timeout_s)
+    client = redis_client(settings)
+    return app, Guard(client, settings, DeadLetterStore(client, settings.dead_letter_ttl_s))
 
 
 def batch_image(msg: PipelineMessage) -> BatchImage | None:
@@ -140,18 +286,23 @@ def stage_app(
     next_task: str | None,
     run: Callable[[PipelineMessage, JobWriter], StageOutcome],
     on_batch_done: Callable[[BatchImage], None] | None = None,
-) -> Celery:
-    """A Celery app with the one task of a pipeline stage: run it on a message, then end
-    the job with its result or pass the message on to ``next_task``. A job of a batch is
-    counted into its batch; ``on_batch_done`` runs when that finished the batch."""
-    app = make_celery(name, settings.redis_url)
-    client = redis_client(settings)
+) -> tuple[Celery, Guard]:
+    """A Celery app (and its guard) with the one task of a pipeline stage: run it on a
+    message, then end the job with its result or pass the message on to ``next_task``. A
+    job of a batch is counted into its batch; ``on_batch_done`` runs when that finished
+    the batch."""
+    app, guard = worker_celery(name, settings)
+    client = guard.client
     jobs = JobWriter(client, settings.job_ttl_s)
     ledger = BatchLedger(client)
 
     @app.task(name=task_name, bind=True)
     def stage(task: Task, payload: dict[str, Any]) -> None:
-        msg = PipelineMessage.model_validate(payload)
+        try:
+            msg = PipelineMessage.model_validate(payload)
+        except ValidationError as exc:
+            unreadable_message(guard, task, payload, stage_name, exc)
+            return
         batch = batch_image(msg)
         start = time.perf_counter()
 
@@ -171,7 +322,9 @@ def stage_app(
             jobs.fail(msg.job_id, problem, len(msg.images))
             count_into_batch(None, problem)
 
-        with job_guard(task, msg.job_id, stage_name, fail):
+        with guarded(guard, task, payload, (msg.job_id, msg.tenant), stage_name, fail) as go:
+            if not go:
+                return
             outcome = run(msg, jobs)
             if outcome.result is not None:
                 jobs.finish(msg.job_id, outcome.result, len(msg.images))
@@ -186,4 +339,4 @@ def stage_app(
             log.info("%s %s job: %.1f ms", stage_name, msg.kind, elapsed * 1000)
         TASK_DURATION.labels(stage_name).observe(time.perf_counter() - start)
 
-    return app
+    return app, guard

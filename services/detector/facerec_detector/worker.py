@@ -38,5 +38,5 @@ def main() -> None:
         jobs.mark_running(msg.job_id)
         return stage.run(msg, lambda index: jobs.load_image(msg.job_id, index))
 
-    app = stage_app("facerec-detector", settings, "detect", Task.DETECT, Task.EMBED, run)
+    app, _ = stage_app("facerec-detector", settings, "detect", Task.DETECT, Task.EMBED, run)
     run_worker(app, Queue.DETECT, settings)

@@ -38,5 +38,5 @@ def main() -> None:
     def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
         return stage.run(msg)
 
-    app = stage_app("facerec-embedder", settings, "embed", Task.EMBED, Task.INDEX_FACES, run)
+    app, _ = stage_app("facerec-embedder", settings, "embed", Task.EMBED, Task.INDEX_FACES, run)
     run_worker(app, Queue.EMBED, settings)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from facerec_common.celery_app import make_celery
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -19,7 +20,16 @@ from facerec_gateway.keys import KeyScope, KeyStore
 from facerec_gateway.limits import RateLimiter
 from facerec_gateway.metrics import MetricsMiddleware
 from facerec_gateway.problems import install_handlers, problem_response
-from facerec_gateway.routes import batches, collections, health, images, jobs, keys, people
+from facerec_gateway.routes import (
+    batches,
+    collections,
+    dead_letters,
+    health,
+    images,
+    jobs,
+    keys,
+    people,
+)
 from facerec_gateway.settings import GatewaySettings
 
 # Multipart framing and form fields on top of the images themselves.
@@ -70,7 +80,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     await task
             await client.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts served from the package, not a CDN: the page
+    # works on a host without internet access.
+    app = FastAPIOffline(
         title="facerec",
         version="0.1.0",
         summary="Face detection, recognition and verification over HTTP",
@@ -79,7 +91,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_handlers(app)
     max_body = settings.max_image_bytes * settings.max_images_per_request + _MULTIPART_OVERHEAD
 
-    for module in (health, jobs, images, collections, batches, people, keys):
+    for module in (health, jobs, images, collections, batches, people, keys, dead_letters):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_body=max_body)
     app.add_middleware(MetricsMiddleware)

@@ -10,6 +10,10 @@ from facerec_common.errors import FaceRecError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -32,10 +36,20 @@ STATUS_BY_CODE: dict[str, int] = {
     "not-found": 404,
     "conflict": 409,
     "identity-not-found": 404,
+    "collection-not-found": 404,
+    "face-not-found": 404,
+    "batch-cancelled": 409,
+    "method-not-allowed": 405,
+    "invalid-request": 422,
+    "unsupported-media-type": 415,
     "job-not-found": 404,
     "image-expired": 410,
     "index-unavailable": 503,
     "not-ready": 503,
+    "service-unavailable": 503,
+    "stage-error": 500,
+    "worker-crashed": 500,
+    "stage-timeout": 500,
     "model-file-mismatch": 500,
     "internal-error": 500,
 }
@@ -103,6 +117,32 @@ class JobNotFound(FaceRecError):
     title = "Job not found"
 
 
+# Seconds a client is told to wait when Redis cannot be reached or refuses writes.
+OUTAGE_RETRY_AFTER_S = 5
+
+
+def outage_response(exc: Exception) -> JSONResponse:
+    """Redis (the queue and job store) unreachable, restarting or full: the request was not
+    taken, nothing was half-done that a retry would duplicate, and the client should retry."""
+    if isinstance(exc, ResponseError) and str(exc).startswith("OOM"):
+        detail = "the job store is full and refuses new work; retry later"
+    else:
+        detail = "the job store (Redis) cannot be reached; retry later"
+    log.warning("answering 503: %s: %s", type(exc).__name__, exc)
+    response = problem_response("service-unavailable", "Service unavailable", detail)
+    response.headers["Retry-After"] = str(OUTAGE_RETRY_AFTER_S)
+    return response
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis being away or refusing writes, rather than a bug."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | OperationalError):
+        return True
+    text = str(exc)
+    # Full (maxmemory), still loading its data after a restart, or a replica promoted.
+    return isinstance(exc, ResponseError) and text.startswith(("OOM", "LOADING", "READONLY"))
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(FaceRecError)
     async def domain_error(_: Request, exc: FaceRecError) -> JSONResponse:
@@ -121,8 +161,17 @@ def install_handlers(app: FastAPI) -> None:
             "invalid-request", "Invalid request", detail, status=422, errors=errors
         )
 
+    @app.exception_handler(RedisError)
+    @app.exception_handler(OperationalError)
+    async def redis_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_outage(exc):
+            return outage_response(exc)
+        return await unexpected_error(request, exc)
+
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        if is_outage(exc):  # wrapped, e.g. in an exception group from a task group
+            return outage_response(exc)
         # A bug, not a refusal: logged with its traceback, answered as problem+json.
         log.exception("unhandled error", exc_info=exc)
         return problem_response("internal-error", "Internal error", "see the gateway log")

@@ -12,6 +12,8 @@ class IndexerSettings(ServiceSettings):
 
     # Prometheus metrics at http://<host>:<port>/metrics (0: off).
     metrics_port: int = Field(9103, ge=0, le=65535)
+    # Index writes may wait for a segment to be optimised: more time than the model stages.
+    task_time_limit_s: float = Field(300.0, gt=0)
 
     # Embedded Qdrant Edge keeps its shards here when no Qdrant server is configured.
     data_dir: Path = Path("data")

@@ -14,11 +14,13 @@ from facerec_common.messages import AdminMessage, PipelineMessage
 from facerec_common.names import Queue, Task
 from facerec_common.worker import (
     StageOutcome,
-    job_guard,
+    guarded,
     redis_client,
     run_worker,
     stage_app,
+    unreadable_message,
 )
+from pydantic import ValidationError
 from qdrant_client import QdrantClient
 
 from facerec_indexer.clustering import ClusterParams
@@ -58,7 +60,7 @@ def main() -> None:
     def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
         return StageOutcome(result=stage.run(msg))
 
-    app = stage_app(
+    app, guard = stage_app(
         "facerec-indexer",
         settings,
         "index",
@@ -71,11 +73,16 @@ def main() -> None:
 
     @app.task(name=Task.INDEX_ADMIN, bind=True)
     def admin(task: CeleryTask, payload: dict[str, Any]) -> None:
-        msg = AdminMessage.model_validate(payload)
-        with job_guard(
-            task, msg.job_id, "admin", lambda problem: jobs.fail(msg.job_id, problem, 0)
-        ):
-            jobs.finish(msg.job_id, stage.admin(msg), 0)
+        try:
+            msg = AdminMessage.model_validate(payload)
+        except ValidationError as exc:
+            unreadable_message(guard, task, payload, "admin", exc)
+            return
+        job = (msg.job_id, msg.tenant)
+        fail = lambda problem: jobs.fail(msg.job_id, problem, 0)  # noqa: E731
+        with guarded(guard, task, payload, job, "admin", fail) as go:
+            if go:
+                jobs.finish(msg.job_id, stage.admin(msg), 0)
 
     try:
         run_worker(app, Queue.INDEX, settings, probe=index.ping)

@@ -1,5 +1,6 @@
 from typing import Annotated, Any
 
+from facerec_common.deadletters import AsyncDeadLetters
 from facerec_common.errors import NotFound
 from facerec_common.messages import AdminOp
 from facerec_common.names import webhook_secret_key
@@ -62,6 +63,8 @@ async def erase_tenant(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
         await services.identities.remove_collection(tenant, collection, ids)
         await services.batches.erase_collection(tenant, collection)
     await services.redis.delete(webhook_secret_key(tenant))
+    # Dead letters hold the images and crops of their jobs: biometric data too.
+    dead_letters = await AsyncDeadLetters(services.redis).erase(tenant)
     revoked = await services.keys.revoke_all(tenant)
     return {
         "tenant": tenant,
@@ -69,5 +72,6 @@ async def erase_tenant(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
         "deleted_identities": sum(len(ids) for ids in marked.values()),
         "deleted_faces": erased["deleted"],
         "remaining_faces": erased["remaining"],
+        "deleted_dead_letters": dead_letters,
         "revoked_keys": revoked,
     }

@@ -1,0 +1,90 @@
+"""Sending again the task of a worker that died, within seconds instead of an hour.
+
+A task is acknowledged only once done (``acks_late``), so while it runs its message waits
+in the broker's "unacked" hash. Celery's Redis transport gives it back only after the
+visibility timeout, which must be longer than the slowest task, or a task still running
+would be run twice. Heartbeats tell sooner: every worker claims each message it receives
+(delivery tag -> worker) and releases the claim when the task ends. Every worker's
+heartbeat thread also reaps: a claim whose worker's heartbeat has expired is restored to
+the front of its queue with kombu's own ``restore_by_tag`` (a WATCH transaction on the
+unacked hash, so two reapers restore it once) and the claim is dropped.
+
+The visibility timeout stays as the backstop for the moment between a message's
+delivery and its claim.
+"""
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from facerec_common.heartbeat import parse_beats
+from facerec_common.names import Queue, inflight_key, workers_key
+
+log = logging.getLogger(__name__)
+
+
+class Claims:
+    """This worker's claims on the messages it holds."""
+
+    def __init__(self, client: redis.Redis, worker: str, queue: str) -> None:
+        self._redis = client
+        self._worker = worker
+        self._queue = queue
+        self._tags: dict[str, str] = {}  # task id -> delivery tag
+
+    def claim(self, task_id: str, tag: str, job_id: str | None) -> None:
+        self._tags[task_id] = tag
+        record = {"worker": self._worker, "queue": self._queue, "job_id": job_id, "at": time.time()}
+        try:
+            self._redis.hset(inflight_key(), tag, json.dumps(record))
+        except redis.RedisError as exc:  # the visibility timeout still covers this task
+            log.warning("could not claim task %s: %s", task_id, exc)
+
+    def release(self, task_id: str) -> None:
+        tag = self._tags.pop(task_id, None)
+        if tag is None:
+            return
+        try:
+            self._redis.hdel(inflight_key(), tag)
+        except redis.RedisError as exc:  # a stale claim of a live worker is never reaped
+            log.warning("could not release task %s: %s", task_id, exc)
+
+
+def reap(client: redis.Redis, restore: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Restore every claimed message whose worker is not alive; forget dead workers.
+
+    A worker that stopped cleanly released its claims and removed its beat, so a claim
+    naming a worker without a live beat belongs to a dead one. Returns the claims restored.
+    """
+    live: set[str] = set()
+    expired: dict[Queue, list[str]] = {}
+    for queue in Queue:
+        beats, gone = parse_beats(client.hgetall(workers_key(queue)))
+        live.update(beats)
+        expired[queue] = gone
+    restored: list[dict[str, Any]] = []
+    for raw_tag, raw_claim in client.hgetall(inflight_key()).items():
+        tag = raw_tag.decode() if isinstance(raw_tag, bytes) else raw_tag
+        try:
+            claim = json.loads(raw_claim)
+            owner = str(claim["worker"])
+        except (ValueError, KeyError, TypeError):
+            claim, owner = {}, ""
+        if owner in live:
+            continue
+        restore(tag)
+        client.hdel(inflight_key(), tag)
+        log.warning(
+            "worker %s is gone; its task for job %s is sent again",
+            owner or "?",
+            claim.get("job_id"),
+        )
+        restored.append(claim)
+    for queue, names in expired.items():
+        if names:
+            client.hdel(workers_key(queue), *names)
+    return restored

@@ -1,0 +1,40 @@
+"""Dead letters: jobs whose stage failed on every try, kept with their message so that an
+admin can see why and send them again once the cause is fixed (a new model, more memory)."""
+
+from typing import Annotated, Any
+
+import anyio
+from facerec_common.deadletters import AsyncDeadLetters
+from facerec_common.errors import NotFound
+from fastapi import APIRouter, Path
+
+from facerec_gateway.auth import AdminKey
+from facerec_gateway.deps import ServicesDep
+
+router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
+
+JobIdPath = Annotated[str, Path(max_length=64, pattern=r"^[0-9A-Za-z-]{1,64}$")]
+
+
+@router.get("")
+async def list_dead_letters(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
+    """The tenant's dead letters, newest first: job, stage, reason, tries."""
+    letters = await AsyncDeadLetters(services.redis).list(key.tenant)
+    return {"dead_letters": [letter.summary() for letter in letters]}
+
+
+@router.post("/{job_id}/redrive")
+async def redrive_dead_letter(
+    job_id: JobIdPath, key: AdminKey, services: ServicesDep
+) -> dict[str, Any]:
+    """Send the job's failed stage again, with its tries counted from zero; the job is
+    queued again and ends as any other."""
+    store = AsyncDeadLetters(services.redis)
+    letter = await store.take(key.tenant, job_id)
+    if letter is None:
+        raise NotFound(f"no dead letter for job {job_id!r} in this tenant")
+    await store.requeue_job(letter, services.settings.job_ttl_s)
+    await anyio.to_thread.run_sync(
+        lambda: services.celery.send_task(letter.task, args=[letter.payload])
+    )
+    return {"job_id": job_id, "stage": letter.stage, "status": "queued"}
