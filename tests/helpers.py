@@ -38,7 +38,15 @@ def enroll(api: httpx.Client, collection: str, identity: str, *images: bytes) ->
     )
 
 
+def make_gallery(api: httpx.Client, collection: str) -> None:
+    """Only enrolment or an explicit create makes a gallery; recognising in one that does
+    not exist is a 404."""
+    response = api.put(f"/v1/collections/{collection}")
+    assert response.status_code in (200, 201), response.text
+
+
 def recognize(api: httpx.Client, collection: str, image: bytes, **params: Any) -> dict[str, Any]:
+    make_gallery(api, collection)
     return done(
         api.post(
             f"/v1/collections/{collection}/recognize",

@@ -169,9 +169,11 @@ def test_interactive_requests_overtake_a_running_batch(api: httpx.Client) -> Non
             batch,
             [(f"{i}.jpg", p) for i, p in enumerate(photos[start : start + 20], start)],
         )
+    interactive = unique("interactive")
+    assert api.put(f"/v1/collections/{interactive}").status_code == 201
     started = time.monotonic()
     response = api.post(
-        f"/v1/collections/{unique('interactive')}/recognize",
+        f"/v1/collections/{interactive}/recognize",
         params={"wait": 60},
         files={"image": ("now.jpg", images.portrait(), JPEG)},
     )

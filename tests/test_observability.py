@@ -34,8 +34,10 @@ def value(
 
 
 def recognize_once(api: httpx.Client) -> str:
+    collection = f"metrics-{uuid.uuid4().hex[:8]}"
+    assert api.put(f"/v1/collections/{collection}").status_code == 201
     response = api.post(
-        f"/v1/collections/metrics-{uuid.uuid4().hex[:8]}/recognize",
+        f"/v1/collections/{collection}/recognize",
         params={"wait": 30},
         files={"image": ("group.jpg", images.group_photo(), JPEG)},
     )

@@ -27,6 +27,9 @@ class BatchStatus(StrEnum):
     OPEN = "open"  # images may be added
     CLOSED = "closed"  # no more images; some still in the pipeline
     DONE = "done"  # closed and every image finished
+    # No more images; those still queued end as failed (batch-cancelled), nothing of them
+    # is stored, and no callback is sent.
+    CANCELLED = "cancelled"
 
 
 COUNTS = ("submitted", "done", "failed", "duplicates", "faces", "matched", "unassigned")
@@ -71,6 +74,17 @@ if status == 'open' then redis.call('HSET', KEYS[1], 'status', 'closed', 'closed
 return finish_if_complete(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 """
 )
+
+# KEYS: batch; ARGV: now. Returns the status the batch had ("" if none); an open or closed
+# batch becomes cancelled.
+CANCEL_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return '' end
+if status == 'open' or status == 'closed' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_at', ARGV[1])
+end
+return status
+"""
 
 # KEYS: batch, results, recorded, callbacks, images-of-collection
 # ARGV: batch id, job id, outcome (done|failed), result JSON, faces, matched, unassigned, now,

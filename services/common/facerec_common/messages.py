@@ -104,6 +104,12 @@ class AdminOp(StrEnum):
     SPLIT_FACE = "split_face"
     REJECT_FACE = "reject_face"
     CLUSTER = "cluster"
+    # An identity's enrolled faces: list them, delete one; face counts of many identities.
+    IDENTITY_FACES = "identity_faces"
+    DELETE_FACE = "delete_face"
+    COUNT_IDENTITIES = "count_identities"
+    # Erase the unassigned faces a batch added (deleting the batch).
+    DELETE_BATCH_FACES = "delete_batch_faces"
 
 
 class AdminMessage(BaseModel):
@@ -118,6 +124,9 @@ class AdminMessage(BaseModel):
     face_id: str | None = None
     # merge: the person the faces move to
     target_id: str | None = None
+    # count_identities: the identities to count the faces of
+    identity_ids: list[str] = Field(default_factory=list)
+    batch_id: str | None = None
 
     def to_task(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

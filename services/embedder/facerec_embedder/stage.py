@@ -38,7 +38,9 @@ class EmbedStage:
                     "faces": [face_json(face) for face in msg.faces],
                 }
             )
-        if msg.kind is JobKind.BATCH:
+        # Kept with batch faces (people are reviewed by eye) and enrolled faces (a bad
+        # enrolment is found by looking at them).
+        if msg.kind in (JobKind.BATCH, JobKind.ENROLL):
             msg.thumbnails = [thumbnail(crop) for crop in crops]
         msg.crops = b""
         msg.vectors = pack_vectors(vectors)
@@ -53,8 +55,8 @@ THUMBNAIL_SIZE = 64
 
 
 def thumbnail(crop: npt.NDArray[np.uint8]) -> bytes:
-    """A small JPEG of an aligned crop, kept with an unassigned face so people can be
-    reviewed by eye; never used for matching."""
+    """A small JPEG of an aligned crop, kept with an unassigned or enrolled face so faces
+    can be reviewed by eye; never used for matching."""
     small = cv2.resize(crop, (THUMBNAIL_SIZE, THUMBNAIL_SIZE), interpolation=cv2.INTER_AREA)
     ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
     if not ok:

@@ -3,6 +3,8 @@
 from typing import Any
 
 from facerec_common.errors import (
+    CollectionNotFound,
+    FaceNotFound,
     FaceRecError,
     IdentityNotFound,
     IndexUnavailable,
@@ -27,10 +29,10 @@ async def index_admin(
     tenant: str,
     collection: str | None = None,
     identity_id: str | None = None,
-    **targets: str,
+    **targets: Any,
 ) -> dict[str, Any]:
-    """Run ``op`` in the indexer and wait for its answer. ``targets``: person_id, face_id,
-    target_id, for the people operations."""
+    """Run ``op`` in the indexer and wait for its answer. ``targets``: the other fields of
+    ``AdminMessage`` (person_id, face_id, target_id, identity_ids, batch_id)."""
     job_id = sortable_id()
     msg = AdminMessage(
         job_id=job_id,
@@ -61,5 +63,7 @@ async def index_admin(
 _REFUSALS: dict[str, type[FaceRecError]] = {
     NotFound.code: NotFound,
     IdentityNotFound.code: IdentityNotFound,
+    CollectionNotFound.code: CollectionNotFound,
+    FaceNotFound.code: FaceNotFound,
     InvalidInput.code: InvalidInput,
 }

@@ -4,13 +4,29 @@ and scopes, and its request rate."""
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from facerec_gateway.deps import Services, ServicesDep
 from facerec_gateway.keys import ApiKey, KeyScope
 from facerec_gateway.problems import Forbidden, RateLimited, Unauthorized
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="facerec"'}
+
+# Declared so that the OpenAPI document names both ways of sending a key (and /docs shows
+# its Authorize button); the key itself is read by ``presented_key``, so errors stay
+# problem+json.
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="An API key, frk_...; `start.sh` prints one for the default tenant",
+    auto_error=False,
+)
+BEARER = HTTPBearer(
+    scheme_name="Bearer",
+    description="The same API key as Authorization: Bearer frk_...",
+    auto_error=False,
+)
 
 
 def presented_key(request: Request) -> str | None:
@@ -24,6 +40,11 @@ def presented_key(request: Request) -> str | None:
 
 
 async def authenticate(request: Request, services: Services) -> ApiKey:
+    # Once per request: several dependencies may ask, and each ask would count against
+    # the key's rate.
+    known: ApiKey | None = getattr(request.state, "api_key", None)
+    if known is not None:
+        return known
     raw = presented_key(request)
     if raw is None:
         raise Unauthorized(
@@ -38,11 +59,17 @@ async def authenticate(request: Request, services: Services) -> ApiKey:
         raise RateLimited(
             f"this key may make {limit} requests a minute", {"Retry-After": str(retry_after)}
         )
+    request.state.api_key = key
     return key
 
 
-def requiring(scope: KeyScope) -> Callable[[Request, Services], Awaitable[ApiKey]]:
-    async def dependency(request: Request, services: ServicesDep) -> ApiKey:
+def requiring(scope: KeyScope) -> Callable[..., Awaitable[ApiKey]]:
+    async def dependency(
+        request: Request,
+        services: ServicesDep,
+        _header: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+    ) -> ApiKey:
         key = await authenticate(request, services)
         if scope not in key.scopes:
             raise Forbidden(f"this key lacks the {scope.value!r} scope")
@@ -66,3 +93,12 @@ def tenant_requiring(scope: KeyScope) -> Callable[[ApiKey], Awaitable[str]]:
 # The tenant of a key that holds the scope: what most routes need.
 ReadTenant = Annotated[str, Depends(tenant_requiring(KeyScope.READ))]
 WriteTenant = Annotated[str, Depends(tenant_requiring(KeyScope.WRITE))]
+
+
+async def existing_collection(
+    collection: Annotated[str, Path()], request: Request, services: ServicesDep
+) -> None:
+    """404 unless the caller's tenant has the gallery (after the key is checked, so that a
+    stranger learns nothing)."""
+    key = await authenticate(request, services)
+    await services.identities.require_collection(key.tenant, collection)

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from facerec_common.batches import ADMIT_SCRIPT, CLOSE_SCRIPT, COUNTS, BatchStatus
+from facerec_common.batches import ADMIT_SCRIPT, CANCEL_SCRIPT, CLOSE_SCRIPT, COUNTS, BatchStatus
 from facerec_common.identities import decoded, text
 from facerec_common.names import (
     CALLBACKS_KEY,
@@ -32,6 +32,8 @@ class BatchStore:
         self._redis = client
         self._admit = client.register_script(ADMIT_SCRIPT)
         self._close = client.register_script(CLOSE_SCRIPT)
+        self._cancel = client.register_script(CANCEL_SCRIPT)
+        self._forget = client.register_script(_FORGET_IMAGES)
 
     async def create(
         self, tenant: str, collection: str, name: str | None, callback_url: str | None
@@ -89,6 +91,23 @@ class BatchStore:
         )
         return bool(done == 1)
 
+    async def cancel(self, batch_id: str) -> str:
+        """Cancel an open or closed batch; the status it had before."""
+        before = await self._cancel(keys=[batch_key(batch_id)], args=[f"{time.time():.3f}"])
+        return text(before)
+
+    async def delete(self, tenant: str, collection: str, batch_id: str) -> int:
+        """Forget the batch: its record, results, and the hashes of the images sent in it
+        (so the same files may be sent again). How many image hashes were forgotten."""
+        forgotten = await self._forget(keys=[batch_images_key(tenant, collection)], args=[batch_id])
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(batch_key(batch_id), batch_results_key(batch_id))
+            pipe.delete(batch_recorded_key(batch_id))
+            pipe.zrem(batches_key(tenant, collection), batch_id)
+            pipe.zrem(CALLBACKS_KEY, batch_id)
+            await pipe.execute()
+        return int(forgotten)
+
     async def known(self, tenant: str, collection: str, digests: list[str]) -> list[str]:
         if not digests:
             return []
@@ -117,6 +136,25 @@ class BatchStore:
         return len(ids)
 
 
+# KEYS: images-of-collection (sha256 -> batch id); ARGV: batch id. Deletes the entries of
+# that batch; returns how many. One pass over the gallery's hashes, in the server.
+_FORGET_IMAGES = """
+local cursor, forgotten = '0', 0
+repeat
+  local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
+  cursor = page[1]
+  local fields = page[2]
+  for i = 1, #fields, 2 do
+    if fields[i + 1] == ARGV[1] then
+      redis.call('HDEL', KEYS[1], fields[i])
+      forgotten = forgotten + 1
+    end
+  end
+until cursor == '0'
+return forgotten
+"""
+
+
 def batch_body(batch_id: str, fields: dict[str, str]) -> dict[str, Any]:
     counts = {count: int(fields.get(count, 0) or 0) for count in COUNTS}
     finished = counts["done"] + counts["failed"]
@@ -134,6 +172,7 @@ def batch_body(batch_id: str, fields: dict[str, str]) -> dict[str, Any]:
         "created_at": _time(fields.get("created_at")),
         "closed_at": _time(fields.get("closed_at")),
         "finished_at": _time(fields.get("finished_at")),
+        "cancelled_at": _time(fields.get("cancelled_at")),
         "callback_url": fields.get("callback_url") or None,
         "counts": counts,
         "progress": progress,

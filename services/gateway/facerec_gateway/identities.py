@@ -4,8 +4,10 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
+from facerec_common.errors import CollectionNotFound
 from facerec_common.identities import IdentityRecord, IdentityState, text
 from facerec_common.names import (
+    PREFIX,
     collection_settings_key,
     collections_key,
     identities_key,
@@ -13,17 +15,74 @@ from facerec_common.names import (
 )
 
 from facerec_gateway.ids import sortable_id
+from facerec_gateway.problems import Conflict
+
+
+def identity_names_key(tenant: str, collection: str) -> str:
+    """Hash of a gallery's identity names (case-folded) -> the id that holds the name, so
+    that a second identity of the same name is refused without reading every record."""
+    return f"{PREFIX}:t:{tenant}:c:{collection}:identity-names"
+
+
+def name_key(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+# KEYS: names hash; ARGV: folded name, identity id, allow duplicates ("1" or "0").
+# Returns "" when the name is now (or already) held by this id or duplicates are allowed,
+# else the id that holds it.
+_CLAIM_NAME = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if not holder or holder == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return ''
+end
+if ARGV[3] == '1' then return '' end
+return holder
+"""
 
 
 class IdentityStore:
     def __init__(self, client: "aioredis.Redis") -> None:
         self._redis = client
+        self._claim_name = client.register_script(_CLAIM_NAME)
 
-    async def add_collection(self, tenant: str, collection: str) -> None:
-        await self._redis.sadd(collections_key(tenant), collection)
+    async def add_collection(self, tenant: str, collection: str) -> bool:
+        """Make the gallery; True if it is new."""
+        return bool(await self._redis.sadd(collections_key(tenant), collection))
 
     async def has_collection(self, tenant: str, collection: str) -> bool:
         return bool(await self._redis.sismember(collections_key(tenant), collection))
+
+    async def require_collection(self, tenant: str, collection: str) -> None:
+        """Only enrolment (creating an identity), a batch or an explicit create makes a
+        gallery; everything else answers 404 for one that does not exist."""
+        if not await self.has_collection(tenant, collection):
+            raise CollectionNotFound(
+                f"gallery {collection!r} does not exist; check its name "
+                "(GET /v1/collections lists them), or create it with "
+                f"PUT /v1/collections/{collection} or by adding an identity to it"
+            )
+
+    async def claim_name(
+        self, tenant: str, collection: str, name: str, identity_id: str, allow_duplicate: bool
+    ) -> None:
+        """Record ``name`` as held by ``identity_id``; 409 if another identity holds it."""
+        holder = await self._claim_name(
+            keys=[identity_names_key(tenant, collection)],
+            args=[name_key(name), identity_id, "1" if allow_duplicate else "0"],
+        )
+        if holder:
+            raise Conflict(
+                f"gallery {collection!r} has an identity named {name!r} already "
+                f"({text(holder)}); add faces to it, choose another name, or pass "
+                "allow_duplicate_name=true to make a second one"
+            )
+
+    async def release_name(self, tenant: str, collection: str, name: str, identity_id: str) -> None:
+        key, folded = identity_names_key(tenant, collection), name_key(name)
+        if text(await self._redis.hget(key, folded) or b"") == identity_id:
+            await self._redis.hdel(key, folded)
 
     async def collections(self, tenant: str) -> list[dict[str, Any]]:
         names = sorted(text(n) for n in await self._redis.smembers(collections_key(tenant)))
@@ -54,17 +113,48 @@ class IdentityStore:
             await pipe.execute()
 
     async def create(
-        self, tenant: str, collection: str, name: str, metadata: dict[str, Any]
+        self,
+        tenant: str,
+        collection: str,
+        name: str,
+        metadata: dict[str, Any],
+        allow_duplicate_name: bool = False,
     ) -> IdentityRecord:
         record = IdentityRecord(
             id=sortable_id(), name=name, metadata=metadata, created_at=time.time()
         )
+        await self.claim_name(tenant, collection, name, record.id, allow_duplicate_name)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.sadd(collections_key(tenant), collection)
             pipe.hset(identity_key(tenant, collection, record.id), mapping=record.to_hash())
             pipe.zadd(identities_key(tenant, collection), {record.id: 0})
             await pipe.execute()
         return record
+
+    async def update(
+        self,
+        tenant: str,
+        collection: str,
+        record: IdentityRecord,
+        name: str | None,
+        metadata: dict[str, Any] | None,
+        allow_duplicate_name: bool = False,
+    ) -> IdentityRecord:
+        """Rename an identity or replace its metadata; matches show the new name at once,
+        since results read names from these records."""
+        changed = record.model_copy()
+        if name is not None and name != record.name:
+            await self.claim_name(tenant, collection, name, record.id, allow_duplicate_name)
+            await self.release_name(tenant, collection, record.name, record.id)
+            changed.name = name
+        if metadata is not None:
+            changed.metadata = metadata
+        fields = changed.to_hash()
+        await self._redis.hset(
+            identity_key(tenant, collection, record.id),
+            mapping={k: fields[k] for k in ("name", "metadata")},
+        )
+        return changed
 
     async def get(self, tenant: str, collection: str, identity_id: str) -> IdentityRecord | None:
         fields = await self._redis.hgetall(identity_key(tenant, collection, identity_id))
@@ -96,6 +186,9 @@ class IdentityStore:
         )
 
     async def remove(self, tenant: str, collection: str, identity_id: str) -> None:
+        record = await self.get(tenant, collection, identity_id)
+        if record is not None:
+            await self.release_name(tenant, collection, record.name, identity_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(identity_key(tenant, collection, identity_id))
             pipe.zrem(identities_key(tenant, collection), identity_id)
@@ -118,6 +211,7 @@ class IdentityStore:
             for identity in ids:
                 pipe.delete(identity_key(tenant, collection, identity))
             pipe.delete(identities_key(tenant, collection))
+            pipe.delete(identity_names_key(tenant, collection))
             pipe.delete(collection_settings_key(tenant, collection))
             pipe.srem(collections_key(tenant), collection)
             await pipe.execute()

@@ -60,7 +60,25 @@ def problem_type(code: str) -> str:
 
 
 def problem_body(code: str, title: str, detail: str, status: int) -> dict[str, Any]:
-    return {"type": problem_type(code), "title": title, "status": status, "detail": detail}
+    # ``code`` is the last part of ``type``: the same word a failed job's ``error.code``
+    # and a batch image's error carry, so one vocabulary serves every error.
+    return {
+        "type": problem_type(code),
+        "code": code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+
+
+def stored_problem(problem: dict[str, Any]) -> dict[str, Any]:
+    """A problem a worker stored (code, title, detail) in the shape of an HTTP problem."""
+    code = str(problem.get("code", "internal-error"))
+    status = int(problem.get("status") or STATUS_BY_CODE.get(code, 500))
+    body = problem_body(
+        code, str(problem.get("title", "Error")), str(problem.get("detail", "")), status
+    )
+    return {**problem, **body}
 
 
 def problem_response(
@@ -143,6 +161,17 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and text.startswith(("OOM", "LOADING", "READONLY"))
 
 
+def _body_not_json(exc: RequestValidationError, content_type: str) -> bool:
+    """FastAPI reads a body as JSON only when its content type says so; any other body
+    fails as 'not an object', which hides the cause."""
+    if "json" in content_type.lower() or content_type.lower().startswith("multipart/"):
+        return False
+    return any(
+        tuple(e.get("loc", ())) == ("body",) and e.get("type") == "model_attributes_type"
+        for e in exc.errors()
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(FaceRecError)
     async def domain_error(_: Request, exc: FaceRecError) -> JSONResponse:
@@ -152,7 +181,15 @@ def install_handlers(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        sent = request.headers.get("content-type", "")
+        if _body_not_json(exc, sent):
+            return problem_response(
+                "unsupported-media-type",
+                "Body is not JSON",
+                "this route takes a JSON body: send it with 'Content-Type: application/json' "
+                f"(the request had {sent or 'no content type'!r})",
+            )
         errors = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()
         ]

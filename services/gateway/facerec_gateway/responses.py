@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 
 from facerec_gateway.deps import Services
 from facerec_gateway.jobs import Job
-from facerec_gateway.problems import JobNotFound, problem_from_stored
+from facerec_gateway.problems import JobNotFound, problem_from_stored, stored_problem
 
 
 async def job_response(
@@ -24,4 +24,8 @@ def answer(job: Job, problem_on_failure: bool) -> JSONResponse:
         return problem_from_stored(job.error, job_id=job.id)
     status = 200 if job.finished else 202
     headers = {} if job.finished else {"Location": f"/v1/jobs/{job.id}"}
-    return JSONResponse(job.body(), status_code=status, headers=headers)
+    body = job.body()
+    if job.error is not None:
+        # The same fields as the problem the request would have had: type, code, status.
+        body["error"] = stored_problem(job.error)
+    return JSONResponse(body, status_code=status, headers=headers)

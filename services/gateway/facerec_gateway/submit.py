@@ -1,5 +1,6 @@
 """Turning an upload request into a pipeline job."""
 
+import hashlib
 from collections.abc import Sequence
 
 from facerec_common.errors import InvalidInput
@@ -39,6 +40,12 @@ async def submit_images(
             {"Retry-After": str(services.settings.retry_after_s)},
         )
     images = [await read_image(upload, services.settings) for upload in uploads]
+    # Enrolled faces are known by their image's content, so a repeat is not stored twice.
+    digests = (
+        [hashlib.sha256(data).hexdigest() for data in images]
+        if kind is JobKind.ENROLL
+        else [None] * len(images)
+    )
     job_id = sortable_id()
     current_job.set(job_id)  # for this request's log lines; the access log resets it
     msg = PipelineMessage(
@@ -47,8 +54,8 @@ async def submit_images(
         tenant=tenant,
         params=params,
         images=[
-            ImageRef(index=i, name=upload.filename or f"image{i}")
-            for i, upload in enumerate(uploads)
+            ImageRef(index=i, name=upload.filename or f"image{i}", sha256=digest)
+            for i, (upload, digest) in enumerate(zip(uploads, digests, strict=True))
         ],
     )
     await services.jobs.submit(job_id, kind.value, tenant, Task.DETECT, msg.to_task(), images)

@@ -11,7 +11,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from facerec_common.errors import NotFound
+from facerec_common.errors import InvalidInput, NotFound
 
 from facerec_indexer.clustering import ClusterParams, Vector, assign
 from facerec_indexer.index import FaceIndex, Scope
@@ -116,7 +116,7 @@ class People:
 
     def merge(self, tenant: str, collection: str, person_id: str, target_id: str) -> dict[str, Any]:
         if person_id == target_id:
-            raise NotFound("a person cannot be merged into itself")
+            raise InvalidInput("a person cannot be merged into itself; give another person")
         self._members(tenant, collection, target_id)  # the target must exist
         self._update(self._members(tenant, collection, person_id), {CLUSTER: target_id})
         return self.person(tenant, collection, target_id)

@@ -8,16 +8,23 @@ from typing import Any
 
 import redis
 from facerec_common.codec import unpack_vectors
-from facerec_common.errors import IdentityNotFound, InvalidInput
-from facerec_common.identities import IdentityRecord, IdentityState
-from facerec_common.messages import AdminMessage, AdminOp, JobKind, PipelineMessage, face_json
+from facerec_common.errors import BatchCancelled, FaceNotFound, IdentityNotFound, InvalidInput
+from facerec_common.identities import IdentityRecord, IdentityState, text
+from facerec_common.messages import (
+    AdminMessage,
+    AdminOp,
+    JobKind,
+    PipelineMessage,
+    Refusal,
+    face_json,
+)
 from facerec_common.metrics import INDEX_SEARCH, timed
-from facerec_common.names import collection_settings_key, identity_key
+from facerec_common.names import batch_key, collection_settings_key, identity_key
 from facerec_common.scores import Calibration, resolve_threshold, scored
 
 from facerec_indexer.clustering import Vector
 from facerec_indexer.index import FaceIndex, FacePoint, Hit, Scope
-from facerec_indexer.index.base import ENROLLED, UNASSIGNED
+from facerec_indexer.index.base import ENROLLED, UNASSIGNED, FaceRecord
 from facerec_indexer.people import People, thumbnail_text
 
 # Face ids are uuid5 of the job and image, so a redelivered task overwrites its own points.
@@ -26,6 +33,21 @@ FACE_NAMESPACE = uuid.UUID("6f1d0c4e-8a53-4bb4-9a55-1f0e7c3a2b91")
 
 def face_id(job_id: str, image_index: int) -> str:
     return str(uuid.uuid5(FACE_NAMESPACE, f"{job_id}:{image_index}"))
+
+
+def enrolled_face_id(tenant: str, collection: str, identity: str, sha256: str) -> str:
+    """An enrolled face is named by its identity and its image's content: the same photo
+    enrolled twice (even by two requests at once) lands on one point, never two."""
+    return str(uuid.uuid5(FACE_NAMESPACE, f"{tenant}:{collection}:{identity}:{sha256}"))
+
+
+# What an enrolment refusal means, and what to do about it.
+REFUSAL_DETAILS = {
+    Refusal.NO_FACE: "no face was found in this image",
+    Refusal.SEVERAL_FACES: "this image has several faces; crop it to one, or pass "
+    "largest_face=true to enrol the largest face (CLI: --largest-face)",
+    Refusal.TOO_SMALL: "the face is too small to enrol; use a larger photo of it",
+}
 
 
 def batch_face_id(tenant: str, collection: str, sha256: str, face_index: int) -> str:
@@ -135,8 +157,13 @@ class IndexStage:
     def _batch(self, msg: PipelineMessage) -> dict[str, Any]:
         """Recognise the image; keep each face that matched nobody as an unassigned face of
         the gallery, and group the new ones into people."""
-        result = self._recognize(msg)
         collection = _required(msg.params.collection, "collection")
+        batch_id = _required(msg.params.batch_id, "batch_id")
+        status = self._redis.hget(batch_key(batch_id), "status")
+        if status is None or text(status) == "cancelled":
+            # Nothing of an image whose batch was cancelled or deleted is stored.
+            raise BatchCancelled(f"batch {batch_id} was cancelled before this image was reached")
+        result = self._recognize(msg)
         image = msg.images[0]
         content = image.sha256 or msg.job_id
         vectors: Iterator[Vector] = iter(unpack_vectors(msg.vectors, msg.dim) if msg.dim else [])
@@ -188,31 +215,65 @@ class IndexStage:
         if record is None or record.state is not IdentityState.ACTIVE:
             raise IdentityNotFound(f"identity {identity} does not exist in {collection!r}")
         faces = msg.embedded_faces()
-        names = {ref.index: ref.name for ref in msg.images}
-        points = []
-        if faces and msg.model is not None:
-            vectors = unpack_vectors(msg.vectors, msg.dim)
-            now = time.time()
-            points = [
+        refs = {ref.index: ref for ref in msg.images}
+        # Images this identity has already (by content), and where: a repeat is reported,
+        # not stored a second time.
+        known = {
+            str(r.payload["sha256"]): r.id
+            for r in self._index.scroll(Scope(msg.tenant, collection, identity))
+            if r.payload.get("sha256")
+        }
+        thumbnails = iter(msg.thumbnails)
+        vectors: Iterator[Vector] = iter(unpack_vectors(msg.vectors, msg.dim) if msg.dim else [])
+        now = time.time()
+        points, stored, duplicates = [], [], []
+        for face in faces:
+            vector, jpeg = next(vectors), next(thumbnails, b"")
+            ref = refs[face.image]
+            if ref.sha256 and ref.sha256 in known:
+                duplicates.append(
+                    {"image": ref.name, "sha256": ref.sha256, "face_id": known[ref.sha256]}
+                )
+                continue
+            point_id = (
+                enrolled_face_id(msg.tenant, collection, identity, ref.sha256)
+                if ref.sha256
+                else face_id(msg.job_id, face.image)
+            )
+            if ref.sha256:
+                known[ref.sha256] = point_id
+            out = face_json(face)
+            points.append(
                 FacePoint(
-                    id=face_id(msg.job_id, face.image),
+                    id=point_id,
                     vector=vector,
                     tenant=msg.tenant,
                     collection=collection,
                     identity_id=identity,
-                    extra={"image": names[face.image], "created_at": now, "model": msg.model},
+                    extra={
+                        "image": ref.name,
+                        "sha256": ref.sha256 or "",
+                        "bbox": out["bbox"],
+                        "thumbnail": thumbnail_text(jpeg),
+                        "created_at": now,
+                        "model": msg.model,
+                    },
                 )
-                for face, vector in zip(faces, vectors, strict=True)
-            ]
+            )
+            stored.append({"face_id": point_id, "image": ref.name, **out})
+        if points and msg.model is not None:
             self._index.upsert(msg.model, msg.dim, points)
         return {
             "identity_id": identity,
-            "faces": [
-                {"face_id": p.id, "image": names[f.image], **face_json(f)}
-                for p, f in zip(points, faces, strict=True)
-            ],
+            "identity_name": record.name,
+            "faces": stored,
+            "duplicates": duplicates,
             "refused": [
-                {"image": ref.name, "reason": ref.refused.value}
+                {
+                    "image": ref.name,
+                    "reason": ref.refused.value,
+                    "detail": REFUSAL_DETAILS[ref.refused],
+                }
                 for ref in msg.images
                 if ref.refused is not None
             ],
@@ -247,6 +308,8 @@ class IndexStage:
     def admin(self, msg: AdminMessage) -> dict[str, Any]:
         if msg.op in PEOPLE_OPS:
             return self._people_op(msg)
+        if msg.op in FACE_OPS:
+            return self._face_op(msg)
         scope = Scope(msg.tenant, msg.collection, msg.identity_id)
         if msg.op is AdminOp.COUNT:
             return {"count": self._index.count(scope)}
@@ -259,6 +322,50 @@ class IndexStage:
         self._index.delete(scope)
         # Erasure is confirmed by counting again, not assumed.
         return {"deleted": before, "remaining": self._index.count(scope)}
+
+    def _face_op(self, msg: AdminMessage) -> dict[str, Any]:
+        tenant, collection = msg.tenant, _required(msg.collection, "collection")
+        if msg.op is AdminOp.COUNT_IDENTITIES:
+            return {
+                "counts": {
+                    identity: self._index.count(Scope(tenant, collection, identity, pool=ENROLLED))
+                    for identity in msg.identity_ids
+                }
+            }
+        if msg.op is AdminOp.DELETE_BATCH_FACES:
+            batch = _required(msg.batch_id, "batch_id")
+            # Faces still unassigned; those named into an identity since belong to it now.
+            added = [
+                r
+                for r in self._index.scroll(Scope(tenant, collection, pool=UNASSIGNED))
+                if r.payload.get("batch_id") == batch
+            ]
+            _delete_records(self._index, added)
+            left = [
+                r
+                for r in self._index.scroll(Scope(tenant, collection, pool=UNASSIGNED))
+                if r.payload.get("batch_id") == batch
+            ]
+            return {"deleted": len(added), "remaining": len(left)}
+        identity = _required(msg.identity_id, "identity_id")
+        scope = Scope(tenant, collection, identity, pool=ENROLLED)
+        records = sorted(self._index.scroll(scope), key=_created)
+        if msg.op is AdminOp.IDENTITY_FACES:
+            return {"identity_id": identity, "faces": [_enrolled_face(r) for r in records]}
+        face = _required(msg.face_id, "face_id")
+        found = [r for r in records if r.id == face]
+        if not found:
+            raise FaceNotFound(f"face {face} is not a face of identity {identity}")
+        _delete_records(self._index, found)
+        # Erasure is confirmed by reading again, not assumed.
+        remaining = [r for r in self._index.scroll(scope) if r.id == face]
+        return {
+            "face_id": face,
+            "identity_id": identity,
+            "deleted_faces": 1,
+            "remaining_faces": len(remaining),
+            "face_count": len(records) - 1 + len(remaining),
+        }
 
     def _people_op(self, msg: AdminMessage) -> dict[str, Any]:
         tenant, collection = msg.tenant, _required(msg.collection, "collection")
@@ -292,6 +399,43 @@ PEOPLE_OPS = frozenset(
         AdminOp.CLUSTER,
     }
 )
+
+
+FACE_OPS = frozenset(
+    {
+        AdminOp.IDENTITY_FACES,
+        AdminOp.DELETE_FACE,
+        AdminOp.COUNT_IDENTITIES,
+        AdminOp.DELETE_BATCH_FACES,
+    }
+)
+
+
+def _created(record: FaceRecord) -> tuple[float, str, str]:
+    # Faces of one request share a time; their image names keep the order they were sent.
+    payload = record.payload
+    return (float(payload.get("created_at", 0)), str(payload.get("image", "")), record.id)
+
+
+def _enrolled_face(record: FaceRecord) -> dict[str, Any]:
+    payload = record.payload
+    return {
+        "face_id": record.id,
+        "image": payload.get("image"),
+        "bbox": payload.get("bbox"),
+        "sha256": payload.get("sha256") or None,
+        "created_at": payload.get("created_at"),
+        # Faces enrolled before thumbnails were kept have none.
+        "thumbnail": payload.get("thumbnail", ""),
+    }
+
+
+def _delete_records(index: FaceIndex, records: list[FaceRecord]) -> None:
+    by_model: dict[str, list[str]] = {}
+    for record in records:
+        by_model.setdefault(record.model, []).append(record.id)
+    for model, ids in by_model.items():
+        index.delete_ids(model, ids)
 
 
 def _required(value: str | None, name: str) -> str:

@@ -17,7 +17,13 @@ from facerec_gateway.batches import Admission
 from facerec_gateway.deps import CollectionPath, Services, ServicesDep, UuidPath
 from facerec_gateway.ids import sortable_id
 from facerec_gateway.limits import queue_lengths
-from facerec_gateway.problems import STATUS_BY_CODE, Conflict, Overloaded, problem_body
+from facerec_gateway.problems import (
+    STATUS_BY_CODE,
+    Conflict,
+    Overloaded,
+    problem_body,
+    stored_problem,
+)
 from facerec_gateway.uploads import read_image
 
 router = APIRouter(prefix="/v1", tags=["batches"])
@@ -34,6 +40,7 @@ class ImageLookup(BaseModel):
 
 
 async def _batch(services: Services, tenant: str, collection: str, batch_id: str) -> dict[str, Any]:
+    await services.identities.require_collection(tenant, collection)
     batch = await services.batches.get(tenant, collection, batch_id)
     if batch is None:
         raise NotFound(f"batch {batch_id} does not exist in {collection!r}")
@@ -42,9 +49,14 @@ async def _batch(services: Services, tenant: str, collection: str, batch_id: str
 
 @router.post("/collections/{collection}/batches", status_code=201)
 async def create_batch(
-    collection: CollectionPath, body: NewBatch, services: ServicesDep, tenant: WriteTenant
+    collection: CollectionPath,
+    services: ServicesDep,
+    tenant: WriteTenant,
+    body: NewBatch | None = None,
 ) -> JSONResponse:
-    """Open a batch; add images in parts, then close it."""
+    """Open a batch (the gallery is made if it is new); add images in parts, then close
+    it. The body is optional: without it the batch has no name and no callback."""
+    body = body or NewBatch()
     await services.identities.add_collection(tenant, collection)
     callback = str(body.callback_url) if body.callback_url else None
     batch = await services.batches.create(tenant, collection, body.name, callback)
@@ -59,6 +71,7 @@ async def create_batch(
 async def list_batches(
     collection: CollectionPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
+    await services.identities.require_collection(tenant, collection)
     return {"batches": await services.batches.all(tenant, collection)}
 
 
@@ -175,6 +188,44 @@ async def close_batch(
     return await _batch(services, tenant, collection, batch_id)
 
 
+@router.post("/collections/{collection}/batches/{batch_id}/cancel")
+async def cancel_batch(
+    collection: CollectionPath, batch_id: UuidPath, services: ServicesDep, tenant: WriteTenant
+) -> dict[str, Any]:
+    """Stop an open or closed batch: no more images are taken; images still queued end as
+    failed with ``batch-cancelled`` when a worker reaches them, and nothing of them is
+    stored. What was processed stays (results, faces, people). No callback is sent. A
+    finished batch cannot be cancelled (409)."""
+    batch = await _batch(services, tenant, collection, batch_id)
+    before = await services.batches.cancel(batch_id)
+    if before not in ("open", "closed", "cancelled"):
+        raise Conflict(f"batch {batch_id} is {batch['status']}; only an unfinished one can be")
+    return await _batch(services, tenant, collection, batch_id)
+
+
+@router.delete("/collections/{collection}/batches/{batch_id}")
+async def delete_batch(
+    collection: CollectionPath, batch_id: UuidPath, services: ServicesDep, tenant: WriteTenant
+) -> dict[str, Any]:
+    """Delete a batch and what it added: it is cancelled first (images still queued are
+    dropped), then its unassigned faces are erased from the index (faces already named into
+    an identity stay with it), its results are deleted and its images forgotten, so the
+    same files can be sent again."""
+    await _batch(services, tenant, collection, batch_id)
+    # Cancelled before the faces are erased: an image still queued stores nothing later.
+    await services.batches.cancel(batch_id)
+    erased = await index_admin(
+        services, AdminOp.DELETE_BATCH_FACES, tenant, collection, batch_id=batch_id
+    )
+    forgotten = await services.batches.delete(tenant, collection, batch_id)
+    return {
+        "id": batch_id,
+        "deleted_faces": erased["deleted"],
+        "remaining_faces": erased["remaining"],
+        "forgotten_images": forgotten,
+    }
+
+
 @router.get("/collections/{collection}/batches/{batch_id}/results")
 async def batch_results(
     collection: CollectionPath,
@@ -187,6 +238,9 @@ async def batch_results(
     """Per-image results in the order images finished."""
     await _batch(services, tenant, collection, batch_id)
     results, next_cursor = await services.batches.results(batch_id, limit, cursor)
+    for result in results:
+        if result.get("error"):
+            result["error"] = stored_problem(result["error"])
     return {"results": results, "next_cursor": next_cursor}
 
 
@@ -196,6 +250,7 @@ async def lookup_images(
 ) -> dict[str, Any]:
     """Which of these image digests were already submitted to the gallery (so a client
     resuming an import need not send them again)."""
+    await services.identities.require_collection(tenant, collection)
     return {"known": await services.batches.known(tenant, collection, body.sha256)}
 
 

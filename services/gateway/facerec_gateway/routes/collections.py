@@ -1,15 +1,16 @@
 from typing import Annotated, Any
 
-from facerec_common.errors import IdentityNotFound, NotFound
+from facerec_common.errors import IdentityNotFound
 from facerec_common.identities import IdentityRecord
 from facerec_common.messages import AdminOp, JobKind, JobParams
 from fastapi import APIRouter, File, Query, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from facerec_gateway.admin import index_admin
 from facerec_gateway.auth import ReadTenant, WriteTenant
-from facerec_gateway.deps import CollectionPath, IdentityPath, ServicesDep
+from facerec_gateway.deps import CollectionPath, IdentityPath, ServicesDep, UuidPath
 from facerec_gateway.routes.images import (
     ConfidenceQuery,
     MaxFacesQuery,
@@ -25,6 +26,20 @@ router = APIRouter(prefix="/v1/collections", tags=["collections"])
 class NewIdentity(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class IdentityChanges(BaseModel):
+    """A PATCH of an identity: only the fields given change. Checked against the same
+    rules as a new identity (see ``changed_identity``)."""
+
+    name: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+AllowDuplicateName = Annotated[
+    bool,
+    Query(description="Allow a second identity with a name the gallery has already"),
+]
 
 
 def identity_body(record: IdentityRecord, face_count: int | None = None) -> dict[str, Any]:
@@ -53,9 +68,21 @@ class GallerySettings(BaseModel):
 async def get_collection(
     collection: CollectionPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
-    if not await services.identities.has_collection(tenant, collection):
-        raise NotFound(f"collection {collection!r} does not exist")
+    await services.identities.require_collection(tenant, collection)
     return await services.identities.collection(tenant, collection)
+
+
+@router.put("/{collection}", status_code=201, response_model=None)
+async def create_collection(
+    collection: CollectionPath, services: ServicesDep, tenant: WriteTenant
+) -> JSONResponse:
+    """Create an empty gallery: 201, or 200 if it exists already (safe to repeat)."""
+    created = await services.identities.add_collection(tenant, collection)
+    return JSONResponse(
+        await services.identities.collection(tenant, collection),
+        status_code=201 if created else 200,
+        headers={"Location": f"/v1/collections/{collection}"},
+    )
 
 
 @router.patch("/{collection}")
@@ -63,6 +90,7 @@ async def update_collection(
     collection: CollectionPath, body: GallerySettings, services: ServicesDep, tenant: WriteTenant
 ) -> dict[str, Any]:
     """Set the gallery's own match threshold (a request's threshold still overrides it)."""
+    await services.identities.require_collection(tenant, collection)
     await services.identities.set_threshold(tenant, collection, body.threshold)
     return await services.identities.collection(tenant, collection)
 
@@ -73,8 +101,7 @@ async def delete_collection(
 ) -> dict[str, Any]:
     """Delete a gallery: every identity record, every face vector (enrolled and
     unassigned), every batch with its results."""
-    if not await services.identities.has_collection(tenant, collection):
-        raise NotFound(f"collection {collection!r} does not exist")
+    await services.identities.require_collection(tenant, collection)
     ids = await services.identities.mark_collection_deleting(tenant, collection)
     erased = await index_admin(services, AdminOp.DELETE_COLLECTION, tenant, collection)
     await services.identities.remove_collection(tenant, collection, ids)
@@ -90,9 +117,17 @@ async def delete_collection(
 
 @router.post("/{collection}/identities", status_code=201)
 async def create_identity(
-    collection: CollectionPath, body: NewIdentity, services: ServicesDep, tenant: WriteTenant
+    collection: CollectionPath,
+    body: NewIdentity,
+    services: ServicesDep,
+    tenant: WriteTenant,
+    allow_duplicate_name: AllowDuplicateName = False,
 ) -> JSONResponse:
-    record = await services.identities.create(tenant, collection, body.name, body.metadata)
+    """A new identity (the gallery is made if it is new); 409 if the gallery has one of
+    this name already, unless ``allow_duplicate_name``."""
+    record = await services.identities.create(
+        tenant, collection, body.name, body.metadata, allow_duplicate_name
+    )
     return identity_created(collection, record, face_count=0)
 
 
@@ -112,14 +147,30 @@ async def list_identities(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
-    """Identities in creation order; pass ``next_cursor`` back as ``cursor`` for more."""
+    """Identities in creation order, each with its face count; pass ``next_cursor`` back as
+    ``cursor`` for more."""
+    await services.identities.require_collection(tenant, collection)
     records, next_cursor = await services.identities.page(tenant, collection, limit, cursor)
-    return {"identities": [identity_body(r) for r in records], "next_cursor": next_cursor}
+    counts: dict[str, int] = {}
+    if records:
+        counted = await index_admin(
+            services,
+            AdminOp.COUNT_IDENTITIES,
+            tenant,
+            collection,
+            identity_ids=[r.id for r in records],
+        )
+        counts = counted["counts"]
+    return {
+        "identities": [identity_body(r, face_count=counts.get(r.id, 0)) for r in records],
+        "next_cursor": next_cursor,
+    }
 
 
 async def _existing(
     services: ServicesDep, tenant: str, collection: str, identity_id: str
 ) -> IdentityRecord:
+    await services.identities.require_collection(tenant, collection)
     record = await services.identities.get(tenant, collection, identity_id)
     if record is None:
         raise IdentityNotFound(f"identity {identity_id} does not exist in {collection!r}")
@@ -133,6 +184,72 @@ async def get_identity(
     record = await _existing(services, tenant, collection, identity_id)
     counted = await index_admin(services, AdminOp.COUNT, tenant, collection, identity_id)
     return identity_body(record, face_count=counted["count"])
+
+
+@router.patch("/{collection}/identities/{identity_id}")
+async def update_identity(
+    collection: CollectionPath,
+    identity_id: IdentityPath,
+    body: IdentityChanges,
+    services: ServicesDep,
+    tenant: WriteTenant,
+    allow_duplicate_name: AllowDuplicateName = False,
+) -> dict[str, Any]:
+    """Rename an identity or replace its metadata; later matches carry the new name."""
+    record = await _existing(services, tenant, collection, identity_id)
+    checked = changed_identity(record, body)
+    updated = await services.identities.update(
+        tenant,
+        collection,
+        record,
+        checked.name if body.name is not None else None,
+        checked.metadata if body.metadata is not None else None,
+        allow_duplicate_name,
+    )
+    counted = await index_admin(services, AdminOp.COUNT, tenant, collection, identity_id)
+    return identity_body(updated, face_count=counted["count"])
+
+
+def changed_identity(record: IdentityRecord, body: IdentityChanges) -> NewIdentity:
+    """The identity as it would be after the change, checked by the rules of a new one,
+    so a rename can never get past a limit that creating would enforce."""
+    try:
+        return NewIdentity.model_validate(
+            {
+                "name": body.name if body.name is not None else record.name,
+                "metadata": body.metadata if body.metadata is not None else record.metadata,
+            }
+        )
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        ) from None
+
+
+@router.get("/{collection}/identities/{identity_id}/faces")
+async def identity_faces(
+    collection: CollectionPath, identity_id: IdentityPath, services: ServicesDep, tenant: ReadTenant
+) -> dict[str, Any]:
+    """The identity's enrolled faces, oldest first: the image each came from, its box and a
+    64x64 thumbnail (base64 JPEG), so that a wrong one can be found and deleted."""
+    await _existing(services, tenant, collection, identity_id)
+    return await index_admin(services, AdminOp.IDENTITY_FACES, tenant, collection, identity_id)
+
+
+@router.delete("/{collection}/identities/{identity_id}/faces/{face_id}")
+async def delete_identity_face(
+    collection: CollectionPath,
+    identity_id: IdentityPath,
+    face_id: UuidPath,
+    services: ServicesDep,
+    tenant: WriteTenant,
+) -> dict[str, Any]:
+    """Erase one enrolled face (its vector, box, thumbnail); the answer confirms it is gone
+    and gives the identity's remaining face count."""
+    await _existing(services, tenant, collection, identity_id)
+    return await index_admin(
+        services, AdminOp.DELETE_FACE, tenant, collection, identity_id, face_id=face_id
+    )
 
 
 @router.delete("/{collection}/identities/{identity_id}")
@@ -185,8 +302,9 @@ async def recognize(
     top_k: Annotated[int, Query(ge=1, le=20)] = 1,
     wait: WaitQuery = 0,
 ) -> JSONResponse:
-    """Every face in the image with who it is (or null: unknown) and the top candidates."""
-    await services.identities.add_collection(tenant, collection)
+    """Every face in the image with who it is (or null: unknown) and the top candidates.
+    A gallery that does not exist answers 404, never a photo full of unknowns."""
+    await services.identities.require_collection(tenant, collection)
     params = JobParams(
         collection=collection,
         max_faces=max_faces,

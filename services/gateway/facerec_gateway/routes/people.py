@@ -3,17 +3,23 @@
 
 from typing import Any
 
+from facerec_common.errors import InvalidInput
 from facerec_common.messages import AdminOp
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from facerec_gateway.admin import index_admin
-from facerec_gateway.auth import ReadTenant, WriteTenant
+from facerec_gateway.auth import ReadTenant, WriteTenant, existing_collection
 from facerec_gateway.deps import CollectionPath, ServicesDep, UuidPath
-from facerec_gateway.routes.collections import NewIdentity, identity_created
+from facerec_gateway.routes.collections import AllowDuplicateName, NewIdentity, identity_created
 
-router = APIRouter(prefix="/v1/collections/{collection}/people", tags=["people"])
+router = APIRouter(
+    prefix="/v1/collections/{collection}/people",
+    tags=["people"],
+    # A gallery that does not exist answers 404 on every people route.
+    dependencies=[Depends(existing_collection)],
+)
 
 
 class MergeInto(BaseModel):
@@ -50,11 +56,15 @@ async def name_person(
     body: NewIdentity,
     services: ServicesDep,
     tenant: WriteTenant,
+    allow_duplicate_name: AllowDuplicateName = False,
 ) -> JSONResponse:
-    """Make the person an identity: every face of it becomes an enrolled face."""
+    """Make the person an identity: every face of it becomes an enrolled face. 409 if the
+    gallery has an identity of this name already, unless ``allow_duplicate_name``."""
     # The person must exist before an identity is made for it.
     await index_admin(services, AdminOp.PERSON, tenant, collection, person_id=person_id)
-    record = await services.identities.create(tenant, collection, body.name, body.metadata)
+    record = await services.identities.create(
+        tenant, collection, body.name, body.metadata, allow_duplicate_name
+    )
     moved = await index_admin(
         services,
         AdminOp.NAME_PERSON,
@@ -74,7 +84,9 @@ async def merge_person(
     services: ServicesDep,
     tenant: WriteTenant,
 ) -> dict[str, Any]:
-    """Move every face of this person to ``into``."""
+    """Move every face of this person to ``into`` (422 if they are the same person)."""
+    if body.into == person_id:
+        raise InvalidInput("a person cannot be merged into itself; give another person's id")
     return await index_admin(
         services,
         AdminOp.MERGE_PEOPLE,
