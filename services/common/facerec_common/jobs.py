@@ -51,8 +51,13 @@ class JobWriter:
     def finish(self, job_id: str, result: dict[str, Any], image_count: int) -> None:
         self._end(job_id, {"status": JobStatus.DONE, "result": json.dumps(result)}, image_count)
 
-    def fail(self, job_id: str, problem: dict[str, Any], image_count: int) -> None:
-        self._end(job_id, {"status": JobStatus.FAILED, "error": json.dumps(problem)}, image_count)
+    def fail(
+        self, job_id: str, problem: dict[str, Any], image_count: int, keep_images: bool = False
+    ) -> None:
+        """End the job as failed; ``keep_images`` for a job kept as a dead letter, whose
+        re-drive needs them (the dead letter sets how long they stay)."""
+        fields = {"status": JobStatus.FAILED, "error": json.dumps(problem)}
+        self._end(job_id, fields, 0 if keep_images else image_count)
 
     def _end(self, job_id: str, fields: Mapping[Any, Any], image_count: int) -> None:
         key = job_key(job_id)

@@ -102,7 +102,7 @@ def guarded(
     payload: dict[str, Any],
     job: tuple[str, str],
     stage: str,
-    fail: Callable[[dict[str, Any]], None],
+    fail: Callable[[dict[str, Any], bool], None],
 ) -> Iterator[bool]:
     """Run one try of a stage of a job (``job``: its id and tenant); whatever goes wrong
     ends the job, not the worker. Yields False when the job was ended before running.
@@ -118,7 +118,7 @@ def guarded(
 
     def give_up(error: FaceRecError, tries: int) -> None:
         problem = problem_of(error)
-        fail(problem)
+        fail(problem, True)  # the images stay with the dead letter, for a re-drive
         guard.dead_letters.add(
             new_letter(payload, tenant, job_id, stage, task.name, problem, tries)
         )
@@ -146,7 +146,7 @@ def guarded(
                 raise task.retry(exc=exc, countdown=2**task.request.retries) from exc
             TASKS.labels(stage, "failed").inc()
             log.info("%s: job failed: %s", task.name, exc)
-            fail(problem_of(exc))
+            fail(problem_of(exc), False)
         except redis.ConnectionError as exc:
             if task.request.retries < MAX_RETRIES:
                 TASKS.labels(stage, "retried").inc()
@@ -177,7 +177,7 @@ def unreadable_message(
     if not isinstance(job_id, str) or not isinstance(tenant, str):
         return  # nothing to end, nobody to show it to
     problem = problem_of(StageFailed(f"the {stage} stage could not read its message"))
-    JobWriter(guard.client, guard.settings.job_ttl_s).fail(job_id, problem, 0)
+    JobWriter(guard.client, guard.settings.job_ttl_s).fail(job_id, problem, 0, keep_images=True)
     guard.dead_letters.add(new_letter(payload, tenant, job_id, stage, task.name, problem, 1))
 
 
@@ -318,8 +318,8 @@ def stage_app(
                 except Exception:  # the job has ended already; this must not end it again
                     log.exception("after batch %s", batch.batch_id)
 
-        def fail(problem: dict[str, Any]) -> None:
-            jobs.fail(msg.job_id, problem, len(msg.images))
+        def fail(problem: dict[str, Any], keep_images: bool) -> None:
+            jobs.fail(msg.job_id, problem, len(msg.images), keep_images)
             count_into_batch(None, problem)
 
         with guarded(guard, task, payload, (msg.job_id, msg.tenant), stage_name, fail) as go:

@@ -79,7 +79,7 @@ def main() -> None:
             unreadable_message(guard, task, payload, "admin", exc)
             return
         job = (msg.job_id, msg.tenant)
-        fail = lambda problem: jobs.fail(msg.job_id, problem, 0)  # noqa: E731
+        fail = lambda problem, _keep: jobs.fail(msg.job_id, problem, 0)  # noqa: E731
         with guarded(guard, task, payload, job, "admin", fail) as go:
             if go:
                 jobs.finish(msg.job_id, stage.admin(msg), 0)

@@ -1,0 +1,328 @@
+"""Faults on the real stack: workers killed mid-batch, a poison message, a malformed
+message, SIGTERM during a task, Redis stopped and started again.
+
+Every fault here is real: processes get SIGKILL or SIGTERM, Redis is stopped. The stack is
+this module's own, so the faults never reach the other tests' stack.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import images
+import pytest
+import redis
+from celery import Celery
+from facerec_common.celery_app import make_celery
+from facerec_common.heartbeat import live_workers
+from facerec_common.messages import AdminMessage, AdminOp
+from facerec_common.names import Queue, Task, attempts_key, inflight_key, job_key
+from helpers import JPEG, assert_problem
+from stack import Stack, free_port, running_stack, wait_until
+from test_batches import add, all_results, finished, new_batch, scenes
+
+WORKERS = {
+    Queue.DETECT: "facerec_detector",
+    Queue.EMBED: "facerec_embedder",
+    Queue.INDEX: "facerec_indexer",
+}
+TENANT = "default"  # the tenant of the stack's bootstrap key
+# No job may wait longer than this for a worker that died (after one runs again).
+STRANDED_BOUND_S = 60
+
+
+class RestartableRedis:
+    """A redis-server on a fixed port that can be stopped and started again, with its
+    data kept on disk (append-only file), as a production Redis keeps it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=(self.workdir / "redis.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        client = redis.Redis.from_url(self.url)
+
+        def pings() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(pings, 20, "redis-server")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(20)
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def chaos_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableRedis]:
+    server = RestartableRedis(tmp_path_factory.mktemp("chaos-redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def chaos(
+    tmp_path_factory: pytest.TempPathFactory, chaos_redis: RestartableRedis
+) -> Iterator[Stack]:
+    env = {"FACEREC_MAX_ATTEMPTS": "3", "FACEREC_LOG_FORMAT": "text"}
+    with running_stack(tmp_path_factory.mktemp("chaos"), chaos_redis.url, env) as running:
+        yield running
+
+
+@pytest.fixture
+def api(chaos: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=chaos.url, timeout=60, headers={"X-API-Key": chaos.admin_key}
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def broker(chaos: Stack) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(chaos.redis_url)
+    yield client
+    client.close()
+
+
+def claims(broker: redis.Redis, queue: Queue) -> list[dict[str, Any]]:
+    """The tasks the workers of ``queue`` hold now."""
+    held = [json.loads(raw) for raw in broker.hgetall(inflight_key()).values()]
+    return [claim for claim in held if claim.get("queue") == queue]
+
+
+def restart(stack: Stack, broker: redis.Redis, queue: Queue) -> None:
+    """Start the worker of ``queue`` again and wait until it beats."""
+    before = set(live_workers(broker, queue))
+    stack.start(WORKERS[queue])
+    wait_until(
+        lambda: bool(set(live_workers(broker, queue)) - before), 120, f"a new {queue} worker"
+    )
+
+
+def kill(stack: Stack, queue: Queue) -> None:
+    proc = stack.procs[WORKERS[queue]]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+def index_count(broker: redis.Redis, celery: Celery, collection: str) -> int:
+    """Points of a gallery in the index, asked of the indexer as the gateway asks it."""
+    job_id = str(uuid.uuid4())
+    broker.hset(job_key(job_id), mapping={"kind": "index.count", "tenant": TENANT})
+    msg = AdminMessage(job_id=job_id, op=AdminOp.COUNT, tenant=TENANT, collection=collection)
+    celery.send_task(Task.INDEX_ADMIN, args=[msg.to_task()])
+    wait_until(lambda: broker.hget(job_key(job_id), "status") == b"done", 60, "the count")
+    result = json.loads(broker.hget(job_key(job_id), "result") or b"{}")
+    count: int = result["count"]
+    return count
+
+
+@pytest.mark.parametrize("queue", [Queue.DETECT, Queue.EMBED, Queue.INDEX])
+def test_a_killed_worker_strands_nothing_and_stores_nothing_twice(
+    chaos: Stack, api: httpx.Client, broker: redis.Redis, queue: Queue
+) -> None:
+    collection = f"chaos-{queue}-{uuid.uuid4().hex[:6]}"
+    batch = new_batch(api, collection)
+    photos = scenes(100)
+    for start in range(0, 100, 25):
+        add(api, collection, batch, [(f"{i}.jpg", photos[i]) for i in range(start, start + 25)])
+    assert api.post(f"/v1/collections/{collection}/batches/{batch}/close").status_code == 200
+
+    url = f"/v1/collections/{collection}/batches/{batch}"
+    wait_until(lambda: api.get(url).json()["counts"]["done"] >= 10, 120, "10 images done")
+    wait_until(lambda: bool(claims(broker, queue)), 60, f"a task held by the {queue} worker")
+    kill(chaos, queue)
+    time.sleep(1)
+    restart(chaos, broker, queue)
+    restarted = time.monotonic()
+
+    body = finished(api, collection, batch, timeout_s=STRANDED_BOUND_S + 120)
+    waited = time.monotonic() - restarted
+    counts = body["counts"]
+    results = all_results(api, collection, batch)
+    assert len(results) == 100
+    assert counts["done"] + counts["failed"] == counts["submitted"] == 100
+    # One kill is fewer than the tries a job gets: nothing fails.
+    assert counts["failed"] == 0, [r for r in results if "error" in r]
+    stored = sum(1 for r in results for face in r["faces"] if face.get("unassigned"))
+    assert counts["unassigned"] == stored
+    celery = make_celery("chaos-test", chaos.redis_url)
+    assert index_count(broker, celery, collection) == stored, "a face stored twice or lost"
+    assert waited < STRANDED_BOUND_S + 60, f"the batch took {waited:.0f} s after the restart"
+
+
+def big_photo() -> bytes:
+    """A photo large enough that detecting in it takes a while (about 36 megapixels)."""
+    return images.variant(images.group_photo(), scale=6000 / 1280, quality=60)
+
+
+def test_a_message_that_kills_its_worker_ends_failed_and_can_be_re_driven(
+    chaos: Stack, api: httpx.Client, broker: redis.Redis
+) -> None:
+    poison = api.post(
+        "/v1/detect", files={"image": ("poison.jpg", big_photo(), JPEG)}, params={"wait": 0}
+    )
+    assert poison.status_code == 202, poison.text
+    job_id = poison.json()["job_id"]
+
+    kills = 0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = api.get(f"/v1/jobs/{job_id}").json()["status"]
+        if status in ("done", "failed"):
+            break
+        if any(c.get("job_id") == job_id for c in claims(broker, Queue.DETECT)):
+            kill(chaos, Queue.DETECT)
+            kills += 1
+            restart(chaos, broker, Queue.DETECT)
+        time.sleep(0.005)
+    body = api.get(f"/v1/jobs/{job_id}").json()
+    assert body["status"] == "failed", body
+    assert body["error"]["code"] == "worker-crashed", body
+    assert kills == 3
+
+    # The rest of the queue flows meanwhile.
+    other = api.post(
+        "/v1/detect", files={"image": ("ok.jpg", images.portrait(), JPEG)}, params={"wait": 30}
+    )
+    assert other.json()["status"] == "done", other.text
+
+    letters = api.get("/v1/dead-letters").json()["dead_letters"]
+    letter = next(entry for entry in letters if entry["job_id"] == job_id)
+    assert letter["stage"] == "detect"
+    assert letter["code"] == "worker-crashed"
+    assert letter["attempts"] == 3
+
+    # Re-driven with the fault gone, it ends done, and the dead letter is gone.
+    redriven = api.post(f"/v1/dead-letters/{job_id}/redrive")
+    assert redriven.status_code == 200, redriven.text
+    wait_until(
+        lambda: api.get(f"/v1/jobs/{job_id}").json()["status"] == "done", 120, "the re-drive"
+    )
+    assert len(api.get(f"/v1/jobs/{job_id}").json()["result"]["faces"]) == 6
+    assert all(e["job_id"] != job_id for e in api.get("/v1/dead-letters").json()["dead_letters"])
+    assert_problem(api.post(f"/v1/dead-letters/{job_id}/redrive"), 404, "not-found")
+
+
+def test_an_unreadable_message_fails_its_job_with_a_reason(
+    chaos: Stack, api: httpx.Client, broker: redis.Redis
+) -> None:
+    job_id = str(uuid.uuid4())
+    broker.hset(
+        job_key(job_id),
+        mapping={"kind": "detect", "tenant": TENANT, "status": "queued", "created_at": "0"},
+    )
+    celery = make_celery("chaos-test", chaos.redis_url)
+    celery.send_task(Task.DETECT, args=[{"job_id": job_id, "tenant": TENANT, "kind": "?"}])
+    wait_until(
+        lambda: api.get(f"/v1/jobs/{job_id}").json()["status"] == "failed", 60, "the failure"
+    )
+    assert api.get(f"/v1/jobs/{job_id}").json()["error"]["code"] == "stage-error"
+    letters = api.get("/v1/dead-letters").json()["dead_letters"]
+    assert any(e["job_id"] == job_id and e["stage"] == "detect" for e in letters)
+    assert all(chaos.alive().values())
+
+
+def test_sigterm_lets_the_running_task_finish(
+    chaos: Stack, api: httpx.Client, broker: redis.Redis
+) -> None:
+    photo = big_photo()
+    response = api.post(
+        "/v1/detect",
+        files=[("image", (f"{i}.jpg", photo, JPEG)) for i in range(3)],
+        params={"wait": 0},
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+    wait_until(
+        lambda: any(c.get("job_id") == job_id for c in claims(broker, Queue.DETECT)),
+        60,
+        "the detector to take the job",
+    )
+    detector = chaos.procs[WORKERS[Queue.DETECT]]
+    detector.send_signal(signal.SIGTERM)
+    assert detector.wait(120) == 0
+    # The detector finished its task before leaving: the job goes on without it.
+    wait_until(lambda: api.get(f"/v1/jobs/{job_id}").json()["status"] == "done", 60, "the job")
+    assert broker.get(attempts_key(job_id, "detect")) is None  # tried once, ended once
+    assert not any(c.get("job_id") == job_id for c in claims(broker, Queue.DETECT))
+    restart(chaos, broker, Queue.DETECT)
+
+
+def test_redis_down_answers_503_everywhere_and_comes_back(
+    chaos: Stack, chaos_redis: RestartableRedis, api: httpx.Client
+) -> None:
+    identity = api.post("/v1/collections/outage/identities", json={"name": "Before"})
+    assert identity.status_code == 201, identity.text
+    chaos_redis.stop()
+    try:
+        calls = [
+            api.post("/v1/detect", files={"image": ("a.jpg", images.portrait(), JPEG)}),
+            api.post(
+                "/v1/collections/outage/recognize",
+                files={"image": ("a.jpg", images.portrait(), JPEG)},
+            ),
+            api.get("/v1/collections"),
+            api.get("/v1/collections/outage/identities"),
+            api.post("/v1/collections/outage/identities", json={"name": "During"}),
+            api.get(f"/v1/jobs/{uuid.uuid4()}"),
+            api.get("/v1/dead-letters"),
+            api.get("/readyz"),
+        ]
+        for response in calls:
+            assert response.status_code == 503, (response.request.url, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+        assert all(r.headers.get("Retry-After") for r in calls[:-1])
+        assert all(chaos.alive().values())
+    finally:
+        chaos_redis.start()
+
+    def answers() -> bool:
+        return api.get("/readyz").status_code == 200
+
+    wait_until(answers, 60, "the gateway after Redis came back")
+    back = api.post(
+        "/v1/detect", files={"image": ("b.jpg", images.portrait(), JPEG)}, params={"wait": 30}
+    )
+    assert back.status_code == 200 and back.json()["status"] == "done", back.text
+    assert all(chaos.alive().values())
+    assert os.environ.get("FACEREC_REDIS_URL") != chaos_redis.url  # the other tests' Redis
