@@ -158,7 +158,11 @@ def index_count(broker: redis.Redis, celery: Celery, collection: str) -> int:
 
 @pytest.mark.parametrize("queue", [Queue.DETECT, Queue.EMBED, Queue.INDEX])
 def test_a_killed_worker_strands_nothing_and_stores_nothing_twice(
-    chaos: Stack, api: httpx.Client, broker: redis.Redis, queue: Queue
+    chaos: Stack,
+    api: httpx.Client,
+    broker: redis.Redis,
+    queue: Queue,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     collection = f"chaos-{queue}-{uuid.uuid4().hex[:6]}"
     batch = new_batch(api, collection)
@@ -170,10 +174,23 @@ def test_a_killed_worker_strands_nothing_and_stores_nothing_twice(
     url = f"/v1/collections/{collection}/batches/{batch}"
     wait_until(lambda: api.get(url).json()["counts"]["done"] >= 10, 120, "10 images done")
     wait_until(lambda: bool(claims(broker, queue)), 60, f"a task held by the {queue} worker")
+    [held] = claims(broker, queue)
     kill(chaos, queue)
+    killed = time.monotonic()
     time.sleep(1)
     restart(chaos, broker, queue)
     restarted = time.monotonic()
+    wait_until(
+        lambda: broker.hget(job_key(held["job_id"]), "status") == b"done",
+        STRANDED_BOUND_S,
+        "the job whose worker was killed",
+    )
+    recovered = time.monotonic()
+    with capsys.disabled():
+        print(
+            f"\n{queue} worker killed: its job done {recovered - killed:.1f} s after the kill, "
+            f"{recovered - restarted:.1f} s after a new worker beat"
+        )
 
     body = finished(api, collection, batch, timeout_s=STRANDED_BOUND_S + 120)
     waited = time.monotonic() - restarted
