@@ -35,11 +35,11 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 
 @contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
+def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (scripts/test.sh installs it)")
-    port = free_port()
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [
@@ -106,8 +106,13 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    workdir: Path, redis_url: str, extra_env: dict[str, str] | None = None
+    workdir: Path,
+    redis_url: str,
+    extra_env: dict[str, str] | None = None,
+    services: tuple[str, ...] = SERVICES,
 ) -> Iterator[Stack]:
+    """Start ``services`` (all four by default) and wait until the gateway is ready and,
+    when every worker was started, until every stage has a live consumer."""
     port = free_port()
     admin_key = new_key()
     metrics_ports = {name: free_port() for name in ("detector", "embedder", "indexer")}
@@ -136,15 +141,25 @@ def running_stack(
             f"facerec_{name}": f"http://127.0.0.1:{p}/metrics" for name, p in metrics_ports.items()
         },
     )
-    for module in SERVICES:
+    for module in services:
         stack.start(module)
+    with_workers = set(SERVICES) <= set(services)
 
     def ready() -> bool:
         dead = [name for name, up in stack.alive().items() if not up]
         if dead:
             raise RuntimeError(f"{dead} exited during start-up; see {logs}")
         try:
-            return httpx.get(f"{stack.url}/readyz", timeout=2).status_code == 200
+            if httpx.get(f"{stack.url}/readyz", timeout=2).status_code != 200:
+                return False
+            if not with_workers:
+                return True
+            # The gateway is ready as soon as Redis answers; the tests also need every
+            # stage to have a live consumer (and the index to answer) before they send work.
+            status = httpx.get(
+                f"{stack.url}/v1/status", headers={"X-API-Key": admin_key}, timeout=2
+            )
+            return status.status_code == 200 and status.json()["workers_ready"] is True
         except httpx.HTTPError:
             return False
 
@@ -153,3 +168,16 @@ def running_stack(
         yield stack
     finally:
         stack.stop()
+
+
+def fill_unrelated_keys(client: redis.Redis, count: int, batch: int = 20_000) -> None:
+    """``count`` keys that no health check should read, shaped like what a busy Redis
+    holds (job records, images, rate windows), written with MSET in batches."""
+    shapes = ("facerec:job:filler-{}", "facerec:img:filler-{}:0", "facerec:rate:filler:{}")
+    for start in range(0, count, batch):
+        client.mset(
+            {
+                shapes[i % len(shapes)].format(i): b"x" * 16
+                for i in range(start, min(start + batch, count))
+            }
+        )

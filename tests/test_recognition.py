@@ -239,11 +239,9 @@ def test_without_wait_a_job_is_accepted_then_read_back(api: httpx.Client) -> Non
 def test_health_and_readiness(api: httpx.Client) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz").json()
-    assert ready["status"] == "ready"
-    assert ready["checks"] == {
-        "redis": "ok",
-        "queue:detect": "ok",
-        "queue:embed": "ok",
-        "queue:index": "ok",
-        "index": "ok",
-    }
+    assert ready == {"status": "ready", "checks": {"redis": "ok"}}
+    status = api.get("/v1/status").json()
+    assert status["workers_ready"] is True
+    assert set(status["stages"]) == {"detect", "embed", "index"}
+    assert all(stage["consumers"] >= 1 for stage in status["stages"].values())
+    assert status["stages"]["index"]["index_ok"] is True
