@@ -122,6 +122,8 @@ def running_stack(
         "FACEREC_GATEWAY_PORT": str(port),
         "FACEREC_INDEXER_DATA_DIR": str(workdir / "data"),
         "FACEREC_HEARTBEAT_INTERVAL_S": "1",
+        # Batch callbacks in the tests go to receivers on this machine.
+        "FACEREC_GATEWAY_CALLBACK_ALLOWED_NETWORKS": "127.0.0.1",
         "FACEREC_GATEWAY_BOOTSTRAP_ADMIN_KEY": admin_key,
         # Two model workers share two cores here; one thread each keeps them from fighting.
         "FACEREC_DETECTOR_INTRA_OP_THREADS": "1",

@@ -9,11 +9,13 @@ from facerec_common.celery_app import make_celery
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facerec_gateway.batches import BatchStore
 from facerec_gateway.callbacks import CallbackSender, WebhookSecrets
 from facerec_gateway.deps import Services
+from facerec_gateway.fields import MAX_JSON_BODY_BYTES
 from facerec_gateway.identities import IdentityStore
 from facerec_gateway.jobs import JobStore, JobWaiter
 from facerec_gateway.keys import KeyScope, KeyStore
@@ -62,6 +64,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings.callback_attempts,
             settings.callback_backoff_s,
             settings.callback_timeout_s,
+            settings.egress(),
         )
         if settings.bootstrap_admin_key is not None:
             await app.state.services.keys.create(
@@ -99,23 +102,42 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
 
 class BodySizeLimit:
-    """Refuses a body larger than the images a request may carry, from its Content-Length,
-    before reading it. Pure ASGI, so the endpoint's context (the job id) reaches the
-    metrics middleware around it."""
+    """Refuses a body larger than the request may carry: image uploads (multipart) up to
+    the images a request may hold, any other body (JSON) up to ``MAX_JSON_BODY_BYTES``.
+    A declared Content-Length is checked before anything is read; a body sent without one
+    (chunked) is counted as it arrives. Pure ASGI, so the endpoint's context (the job id)
+    reaches the metrics middleware around it."""
 
     def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = Headers(scope=scope).get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_body):
-                response = problem_response(
-                    "request-too-large",
-                    "Request too large",
-                    f"the request body has {length} bytes; the limit is {self.max_body} bytes",
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        multipart = headers.get("content-type", "").startswith("multipart/")
+        limit = self.max_body if multipart else MAX_JSON_BODY_BYTES
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            response = problem_response(
+                "request-too-large",
+                "Request too large",
+                f"the request body has {length} bytes; the limit is {limit} bytes",
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                # An HTTPException passes FastAPI's body parsing unchanged (any other error
+                # would become a 400), and the problem handlers answer it as a 413.
+                raise HTTPException(413, f"the request body passed the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)

@@ -22,6 +22,7 @@ from facerec_common.names import CALLBACKS_KEY, batch_key, webhook_secret_key
 from redis.exceptions import RedisError
 
 from facerec_gateway.batches import batch_body
+from facerec_gateway.egress import CallbackRefused, EgressPolicy
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,10 @@ class CallbackSender:
         attempts: int,
         backoff_s: float,
         timeout_s: float,
+        egress: EgressPolicy,
     ) -> None:
         self._redis = client
+        self._egress = egress
         self._secrets = webhook_secrets
         self._attempts = attempts
         self._backoff_s = backoff_s
@@ -108,7 +111,7 @@ class CallbackSender:
         attempt = int(fields.get("callback_attempts", 0) or 0) + 1
         error = ""
         try:
-            response = await http.post(fields["callback_url"], content=body, headers=headers)
+            response = await self._egress.pinned_post(http, fields["callback_url"], body, headers)
             if response.is_success:
                 await self._settle(batch_id, "delivered", attempt, "")
                 log.info("batch %s: callback delivered (attempt %d)", batch_id, attempt)
@@ -116,6 +119,10 @@ class CallbackSender:
             error = f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
+        except CallbackRefused as exc:  # resolves elsewhere now: no retry will change that
+            await self._settle(batch_id, "failed", attempt, f"refused: {exc.detail}")
+            log.warning("batch %s: callback refused: %s", batch_id, exc.detail)
+            return
         if attempt >= self._attempts:
             await self._settle(batch_id, "failed", attempt, error)
             log.warning("batch %s: callback failed after %d attempts: %s", batch_id, attempt, error)

@@ -215,5 +215,12 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem_response(code, str(exc.detail), str(exc.detail), status=exc.status_code)
+        code, title = _HTTP_PROBLEMS.get(exc.status_code, ("http-error", str(exc.detail)))
+        return problem_response(code, title, str(exc.detail), status=exc.status_code)
+
+
+_HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("request-too-large", "Request too large"),
+}

@@ -1,6 +1,8 @@
 from facerec_common.settings import ServiceSettings
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
+
+from facerec_gateway.egress import EgressPolicy, parse_allowed
 
 
 class GatewaySettings(ServiceSettings):
@@ -31,3 +33,15 @@ class GatewaySettings(ServiceSettings):
     callback_attempts: int = Field(6, ge=1)
     callback_backoff_s: float = Field(2.0, gt=0)
     callback_timeout_s: float = Field(10.0, gt=0)
+    # Callbacks go only to public addresses, and to the networks named here (comma-separated
+    # addresses or CIDRs, e.g. "10.20.0.0/16,127.0.0.1"): a receiver inside the deployment.
+    callback_allowed_networks: str = ""
+
+    @field_validator("callback_allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        parse_allowed(value)  # a typo fails at start-up, not at the first callback
+        return value
+
+    def egress(self) -> EgressPolicy:
+        return EgressPolicy(parse_allowed(self.callback_allowed_networks))

@@ -57,8 +57,10 @@ async def create_batch(
     """Open a batch (the gallery is made if it is new); add images in parts, then close
     it. The body is optional: without it the batch has no name and no callback."""
     body = body or NewBatch()
-    await services.identities.add_collection(tenant, collection)
     callback = str(body.callback_url) if body.callback_url else None
+    if callback is not None:
+        await services.settings.egress().resolve(callback)  # 422 for its own network
+    await services.identities.add_collection(tenant, collection)
     batch = await services.batches.create(tenant, collection, body.name, callback)
     return JSONResponse(
         batch,

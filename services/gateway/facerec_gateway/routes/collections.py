@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 from facerec_gateway.admin import index_admin
 from facerec_gateway.auth import ReadTenant, WriteTenant
 from facerec_gateway.deps import CollectionPath, IdentityPath, ServicesDep, UuidPath
+from facerec_gateway.fields import Metadata, Name
 from facerec_gateway.routes.images import (
     ConfidenceQuery,
     MaxFacesQuery,
@@ -24,16 +25,16 @@ router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 
 class NewIdentity(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    name: Name
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class IdentityChanges(BaseModel):
     """A PATCH of an identity: only the fields given change. Checked against the same
     rules as a new identity (see ``changed_identity``)."""
 
-    name: str | None = None
-    metadata: dict[str, Any] | None = None
+    name: Name | None = None
+    metadata: Metadata | None = None
 
 
 AllowDuplicateName = Annotated[
