@@ -253,9 +253,8 @@ def deptry() -> str:
 
 def run_deptry(package_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [deptry(), "."],
+        [deptry(), "--no-ansi", "."],
         cwd=package_dir,
-        env={**os.environ, "NO_COLOR": "1"},
         capture_output=True,
         text=True,
         timeout=120,
