@@ -516,7 +516,7 @@ def test_enroll_recognize_and_identities(stack: Stack, api: httpx.Client, tmp_pa
     run = facerec(
         "identities", "delete", identity, "-c", "cli-people", url=stack.url, key=key, home=home
     )
-    assert run.returncode == 0 and "1 face(s) erased" in run.stdout
+    assert run.returncode == 0 and "1 face erased" in run.stdout
     run = facerec(
         "identities", "delete", identity, "-c", "cli-people", url=stack.url, key=key, home=home
     )
@@ -527,8 +527,20 @@ def test_enroll_recognize_and_identities(stack: Stack, api: httpx.Client, tmp_pa
     )
     assert run.returncode == 1 and "FACEREC_API_KEY" in run.stderr
     (tmp_path / "fake.jpg").write_bytes(b"no image at all")
-    run = facerec("recognize", str(tmp_path / "fake.jpg"), url=stack.url, key=key, home=home)
+    run = facerec(
+        "-c",
+        "cli-people",
+        "recognize",
+        str(tmp_path / "fake.jpg"),
+        url=stack.url,
+        key=key,
+        home=home,
+    )
     assert run.returncode == 1 and "415" in run.stderr
+    # Forgetting -c names the gallery that is missing and the way to choose one.
+    run = facerec("recognize", str(other), url=stack.url, key=key, home=home)
+    assert run.returncode == 1 and "'default' does not exist" in run.stderr
+    assert "-c NAME" in run.stderr
 
 
 def test_people_commands_name_merge_split_and_reject(
@@ -570,3 +582,181 @@ def test_people_commands_name_merge_split_and_reject(
     run("people", "reject", lone["id"], face)
     counts = sorted(p["face_count"] for p in json.loads(run("people", "list", "--json"))["people"])
     assert counts == [3, 3, 3, 5]
+
+
+# ---------------------------------------------------------------------------------------------
+# The habits of a new user: ids to type, global options, enrolment that can be fixed.
+
+
+def on_terminal(*args: str, url: str, key: str, home: Path) -> str:
+    """The command's output as a person sees it: stdout a terminal of 80 columns."""
+    leader, follower = os.openpty()
+    env = {**cli_env(url, key, home), "COLUMNS": "80", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facerec_cli", *args], env=env, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the other end closed: the command has ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(60)
+    os.close(leader)
+    assert proc.returncode == 0, b"".join(chunks)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_ids_are_short_on_a_terminal_whole_elsewhere_and_any_unique_prefix_works(
+    stack: Stack, tmp_path: Path
+) -> None:
+    photo = tmp_path / "yao.jpg"
+    photo.write_bytes(images.portrait())
+    c = f"cli-ids-{uuid.uuid4().hex[:6]}"
+    env = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return facerec("-c", c, *args, **env)  # global options before the command
+
+    first = json.loads(run("--json", "enroll", "Yao Ming", str(photo)).stdout)["identity_id"]
+    made = run("enroll", "Someone Else", str(photo), "--json")
+    second = json.loads(made.stdout)["identity_id"]
+
+    shown = on_terminal("-c", c, "identities", "list", **env)
+    assert first[:12] in shown and first not in shown and "…" not in shown
+    assert "2 identities in" in shown
+    assert first in on_terminal("-c", c, "--no-trunc", "identities", "list", **env)
+    piped = run("identities", "list").stdout  # a pipe: whole ids, nothing cut
+    assert first in piped and second in piped and "…" not in piped
+
+    shown_one = json.loads(run("--json", "identities", "show", first[:12]).stdout)
+    assert shown_one["id"] == first and shown_one["faces"][0]["image"] == "yao.jpg"
+    common = next(first[:n] for n in range(36, 0, -1) if second.startswith(first[:n]))
+    ambiguous = run("identities", "show", common)
+    assert ambiguous.returncode == 2 and "give more characters" in ambiguous.stderr
+    assert "Traceback" not in ambiguous.stderr
+    missing = run("identities", "show", "fff")
+    assert missing.returncode == 2 and "no identity id starts with 'fff'" in missing.stderr
+
+
+def test_enroll_checks_files_first_and_leaves_nothing_behind(stack: Stack, tmp_path: Path) -> None:
+    c = f"cli-enroll-{uuid.uuid4().hex[:6]}"
+    env = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
+    good, doc, empty = tmp_path / "a.jpg", tmp_path / "doc.pdf", tmp_path / "mask.jpg"
+    good.write_bytes(images.portrait())
+    doc.write_bytes(b"%PDF-1.4 not a photo")
+    empty.write_bytes(images.no_face())
+
+    def names() -> list[str]:
+        run = facerec("-c", c, "--json", "identities", "list", **env)
+        if run.returncode != 0:  # the gallery was never made
+            return []
+        return [i["name"] for i in json.loads(run.stdout)]
+
+    mixed = facerec("-c", c, "enroll", "Mixed Bag", str(good), str(doc), **env)
+    assert mixed.returncode == 2 and "doc.pdf" in mixed.stderr and names() == []
+    faceless = facerec("-c", c, "enroll", "Mixed Bag", str(empty), **env)
+    assert faceless.returncode == 2 and "deleted again" in faceless.stderr
+    assert "no face" in faceless.stdout and names() == []
+
+    made = facerec("-c", c, "--json", "enroll", "Yao Ming", str(good), **env)
+    identity = json.loads(made.stdout)["identity_id"]
+    again = facerec("-c", c, "enroll", "yao ming", str(good), **env)
+    assert again.returncode == 1 and "--to" in again.stderr and names() == ["Yao Ming"]
+    flipped = tmp_path / "b.jpg"
+    flipped.write_bytes(images.variant(images.portrait(), flip=True))
+    added = facerec(
+        "-c", c, "enroll", "whatever", str(good), str(flipped), "--to", identity[:10], **env
+    )
+    assert added.returncode == 0, added.stderr
+    assert "enrolled Yao Ming" in added.stdout and "duplicate" in added.stdout
+    faces = json.loads(facerec("-c", c, "--json", "identities", "faces", identity, **env).stdout)
+    assert [f["image"] for f in faces["faces"]] == ["a.jpg", "b.jpg"]
+    deleted = facerec(
+        "-c", c, "identities", "delete-face", identity[:8], faces["faces"][1]["face_id"][:8], **env
+    )
+    assert deleted.returncode == 0 and "the identity has 1 face" in deleted.stdout
+    renamed = facerec("-c", c, "identities", "rename", identity[:8], "Yao", **env)
+    assert renamed.returncode == 0 and names() == ["Yao"]
+
+
+def test_detect_verify_galleries_batches_and_keys_commands(stack: Stack, tmp_path: Path) -> None:
+    c = f"cli-cmds-{uuid.uuid4().hex[:6]}"
+    env = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
+    yao, flipped, group = tmp_path / "y.jpg", tmp_path / "f.jpg", tmp_path / "g.jpg"
+    yao.write_bytes(images.portrait())
+    flipped.write_bytes(images.variant(images.portrait(), flip=True))
+    group.write_bytes(images.group_photo())
+
+    def ok(*args: str) -> str:
+        run = facerec(*args, **env)
+        assert run.returncode == 0, (args, run.stderr)
+        return run.stdout
+
+    assert len(json.loads(ok("--json", "detect", str(group)))["faces"]) == 6
+    assert "6 faces" in ok("detect", str(group))
+    assert "same person" in ok("verify", str(yao), str(flipped))
+    assert "gallery " + c + " created" in ok("galleries", "create", c)
+    assert c in [g["name"] for g in json.loads(ok("--json", "galleries", "list"))]
+    assert "threshold 0.4" in ok("galleries", "threshold", c, "0.4")
+    identity = json.loads(ok("-c", c, "--json", "enroll", "Yao", str(yao)))["identity_id"]
+    assert json.loads(ok("-c", c, "--json", "verify", str(flipped), "-i", identity[:6]))["same"]
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "g.jpg").write_bytes(images.group_photo())
+    ingested = json.loads(ok("-c", c, "--json", "ingest", str(folder)))
+    batch = ingested["batch_id"]
+    results = json.loads(ok("-c", c, "--json", "batches", "results", batch[:8]))
+    assert [r["name"] for r in results] == ["g.jpg"] and len(results[0]["faces"]) == 6
+    assert "1 batch in" in ok("-c", c, "batches", "list")
+    cancelled = facerec("-c", c, "batches", "cancel", batch[:8], **env)
+    assert cancelled.returncode == 1 and "done" in cancelled.stderr  # finished already
+    assert "6 faces erased" in ok("-c", c, "batches", "delete", batch[:8])
+    assert "0 batches in" in ok("-c", c, "batches", "list")
+    assert "deleted gallery" in ok("galleries", "delete", c, "--yes")
+
+    key = ok("keys", "create", "reader", "--scopes", "read").strip()
+    prefix = key[:14]
+    listed = json.loads(ok("--json", "keys", "list", "--prefix", prefix))
+    assert [(k["prefix"], k["scopes"]) for k in listed] == [(prefix, ["read"])]
+    assert "revoked" in ok("keys", "revoke", prefix)
+    assert "no keys starting with" in ok("keys", "list", "--prefix", prefix)
+
+
+def test_ingest_remembers_hopeless_files_and_checks_them_before_upload(
+    stack: Stack, api: httpx.Client, tmp_path: Path
+) -> None:
+    c = f"cli-hopeless-{uuid.uuid4().hex[:6]}"
+    env = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
+    root = tmp_path / "photos"
+    root.mkdir()
+    (root / "ok.jpg").write_bytes(images.portrait())
+    (root / "truncated.jpg").write_bytes(images.group_photo()[:3000])
+    (root / "huge.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * (11 * 1024 * 1024))
+    (root / "notes.png").write_bytes(b"just text, not a PNG")
+
+    first = facerec("-c", c, "--json", "ingest", str(root), **env)
+    assert first.returncode == 2, first.stderr
+    body = json.loads(first.stdout)
+    assert sorted(r["name"] for r in body["refused"]) == ["huge.jpg", "notes.png"]
+    assert [f["name"] for f in body["failed"]] == ["truncated.jpg"]
+    # Refused here: never uploaded, so the batch saw only the two that could be images.
+    batches = api.get(f"/v1/collections/{c}/batches").json()["batches"]
+    assert [b["counts"]["submitted"] for b in batches] == [2]
+
+    again = facerec("-c", c, "--json", "ingest", str(root), **env)
+    assert again.returncode == 0, again.stderr
+    second = json.loads(again.stdout)
+    assert (second["skipped_refused_before"], second["skipped_failed_before"]) == (2, 1)
+    assert second["uploaded"] == 0 and second["images_per_s"] is None  # no rate of nothing
+    table = facerec("-c", c, "ingest", str(root), **env)
+    assert table.returncode == 0 and "--retry-failed" in table.stdout
+
+    retried = facerec("-c", c, "--json", "ingest", str(root), "--retry-failed", **env)
+    assert retried.returncode == 2
+    assert [f["name"] for f in json.loads(retried.stdout)["failed"]] == ["truncated.jpg"]

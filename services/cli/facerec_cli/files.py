@@ -86,3 +86,42 @@ def heif_to_jpeg(path: Path) -> bytes:
         image.convert("RGB").save(out, format="JPEG", quality=92)
     data: bytes = out.getvalue()
     return data
+
+
+# The server's default limit (FACEREC_MAX_IMAGE_BYTES); checked here so that a file it would
+# refuse is never uploaded.
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"BM", "BMP"),
+)
+
+
+def image_type(head: bytes) -> str | None:
+    """JPEG, PNG, WebP or BMP by the file's first bytes, as the server decides it."""
+    for magic, name in MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return None
+
+
+def local_problem(path: Path, max_bytes: int = MAX_IMAGE_BYTES) -> str | None:
+    """Why the server would refuse this file, found without sending it; None if it may go."""
+    if path.suffix.lower() in CONVERTED:
+        return None  # converted to JPEG before upload
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if size == 0:
+        return "the file is empty"
+    if size > max_bytes:
+        return f"{size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB (not uploaded)"
+    if image_type(head) is None:
+        return "not a JPEG, PNG, WebP or BMP image (not uploaded)"
+    return None

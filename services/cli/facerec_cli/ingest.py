@@ -35,7 +35,7 @@ from rich.progress import (
 from rich.text import Text
 
 from facerec_cli.client import ApiError, Cancelled, Client, image_part
-from facerec_cli.files import LocalImage, local_image, walk
+from facerec_cli.files import MAX_IMAGE_BYTES, LocalImage, local_image, local_problem, walk
 from facerec_cli.state import IngestState, default_state_path
 
 LOOKUP_CHUNK = 1000  # digests per lookup request (the server's limit)
@@ -45,6 +45,17 @@ UPLOAD_POLL_S = 1.0
 SERVER_RETRIES = 3
 # Answers that no retry or smaller part can change: stop the whole ingest.
 FATAL = (401, 403, 404, 409)
+# Why a batch image can fail for good: sending the same bytes again gives the same answer.
+PERMANENT_FAILURES = frozenset(
+    {
+        "image-undecodable",
+        "unsupported-image-type",
+        "image-too-large",
+        "too-many-pixels",
+        "empty-image",
+        "invalid-input",
+    }
+)
 
 
 @dataclass
@@ -56,7 +67,8 @@ class IngestOptions:
     callback_url: str | None = None
     state_path: Path | None = None
     max_rate: float | None = None  # images per second; None: as fast as the server takes them
-    retry_refused: bool = False  # send again files that an earlier run had refused
+    retry_failed: bool = False  # send again files an earlier run had refused or failed for good
+    max_image_bytes: int = MAX_IMAGE_BYTES  # larger files are refused here, not uploaded
 
 
 @dataclass
@@ -64,6 +76,7 @@ class Problem:
     name: str
     detail: str
     sha256: str = ""
+    code: str = ""
 
 
 @dataclass
@@ -75,6 +88,7 @@ class IngestSummary:
     known: int = 0  # skipped: the collection had their content already (an earlier run)
     same_content: int = 0  # skipped: a copy of another file of this folder
     refused_before: int = 0  # skipped: an earlier run had them refused
+    failed_before: int = 0  # skipped: an earlier run found they cannot be processed
     uploaded: int = 0  # accepted into the batch by this run
     duplicates: int = 0  # sent, but the server had the content already
     refused: list[Problem] = field(default_factory=list)
@@ -88,13 +102,17 @@ class IngestSummary:
 
     @property
     def remaining(self) -> int:
-        handled = self.known + self.same_content + self.refused_before
+        handled = self.known + self.same_content + self.refused_before + self.failed_before
         handled += self.uploaded + self.duplicates
         return max(0, self.found - handled - len(self.refused))
 
     @property
-    def images_per_s(self) -> float:
-        return self.uploaded / self.elapsed_s if self.elapsed_s > 0 else 0.0
+    def images_per_s(self) -> float | None:
+        """Images this run sent, per second of this run; None when it sent none (a resumed
+        run that found everything done has no rate, not a rate of 0)."""
+        if not self.uploaded or self.elapsed_s <= 0:
+            return None
+        return self.uploaded / self.elapsed_s
 
     def as_json(self) -> dict[str, Any]:
         counts = self.batch_counts
@@ -106,6 +124,7 @@ class IngestSummary:
             "skipped_known": self.known,
             "skipped_same_content": self.same_content,
             "skipped_refused_before": self.refused_before,
+            "skipped_failed_before": self.failed_before,
             "uploaded": self.uploaded,
             "duplicates": self.duplicates,
             "refused": [{"name": p.name, "detail": p.detail} for p in self.refused],
@@ -118,7 +137,7 @@ class IngestSummary:
             "unassigned": counts.get("unassigned", 0),
             "elapsed_s": round(self.elapsed_s, 3),
             "server_wait_s": round(self.server_wait_s, 1),
-            "images_per_s": round(self.images_per_s, 2),
+            "images_per_s": None if self.images_per_s is None else round(self.images_per_s, 2),
             "interrupted": self.interrupted,
         }
 
@@ -310,10 +329,19 @@ class Ingest:
             unique.setdefault(image.sha256, image)
         summary.same_content = len(images) - len(unique)
         state = IngestState.load(self.state_path, self.root, self.client.url, options.collection)
-        if not options.retry_refused:
+        if not options.retry_failed:
             refused_before = [digest for digest in unique if digest in state.refused]
+            failed_before = [digest for digest in unique if digest in state.failed]
             summary.refused_before = len(refused_before)
-            for digest in refused_before:
+            summary.failed_before = len(failed_before)
+            for digest in {*refused_before, *failed_before}:
+                del unique[digest]
+        # What the server would refuse is refused here, before a byte is uploaded.
+        for digest, image in list(unique.items()):
+            why = local_problem(image.path, options.max_image_bytes)
+            if why is not None:
+                summary.refused.append(Problem(image.name, why, digest))
+                state.refused[digest] = f"{image.name}: {why}"
                 del unique[digest]
         known = self._lookup(list(unique))
         summary.known = len(known)
@@ -340,6 +368,9 @@ class Ingest:
             if batch["status"] == "open":
                 batch = self.client.post(f"{self.base}/batches/{batch['id']}/close")
             self._follow(batch, progress)
+        for problem in summary.failed:
+            if problem.sha256 and problem.code in PERMANENT_FAILURES:
+                state.failed[problem.sha256] = f"{problem.name}: {problem.detail}"
         state.batch_id = None
         state.save(self.state_path)
 
@@ -356,12 +387,18 @@ class Ingest:
     def _lookup(self, digests: list[str]) -> set[str]:
         known: set[str] = set()
         for i in range(0, len(digests), LOOKUP_CHUNK):
-            body = self.client.json(
-                "POST",
-                f"{self.base}/images/lookup",
-                json={"sha256": digests[i : i + LOOKUP_CHUNK]},
-                idempotent=True,
-            )
+            try:
+                body = self.client.json(
+                    "POST",
+                    f"{self.base}/images/lookup",
+                    json={"sha256": digests[i : i + LOOKUP_CHUNK]},
+                    idempotent=True,
+                )
+            except ApiError as exc:
+                # A gallery that does not exist yet has no images; the batch will make it.
+                if exc.status == 404 and exc.type.endswith("collection-not-found"):
+                    return known
+                raise
             known.update(body.get("known", []))
         return known
 
@@ -405,7 +442,8 @@ class Ingest:
     def _take_counts(self, uploader: Uploader) -> None:
         self.summary.uploaded = uploader.accepted
         self.summary.duplicates = uploader.duplicates
-        self.summary.refused = list(uploader.refused)
+        # Files refused here, before upload, stay in the list beside those the server refused.
+        self.summary.refused = [*self.summary.refused, *uploader.refused]
 
     @staticmethod
     def _show_processing(progress: Progress, task: TaskID, batch: dict[str, Any] | None) -> None:
@@ -443,7 +481,14 @@ class Ingest:
                 if item.get("status") == "failed":
                     error = item.get("error") or {}
                     detail = error.get("detail") or error.get("title") or "failed"
-                    failed.append(Problem(str(item.get("name")), str(detail)))
+                    failed.append(
+                        Problem(
+                            str(item.get("name")),
+                            str(detail),
+                            str(item.get("sha256") or ""),
+                            str(error.get("code") or ""),
+                        )
+                    )
             cursor = page.get("next_cursor")
             if not cursor:
                 return failed

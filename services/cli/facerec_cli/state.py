@@ -1,7 +1,7 @@
 """What an interrupted ingest needs to go on in the same batch: a small JSON file kept outside
 the photo folder. The server's dedupe by content hash is what guarantees no duplicates; this
-file keeps one folder's images in one batch across restarts, and remembers the files the server
-refused so that later runs do not send them again."""
+file keeps one folder's images in one batch across restarts, and remembers the files that were
+refused or could not be processed for good, so that later runs do not send them again."""
 
 import hashlib
 import json
@@ -27,6 +27,9 @@ class IngestState:
     collection: str
     batch_id: str | None = None  # the batch an interrupted run left open
     refused: dict[str, str] = field(default_factory=dict)  # sha256 -> "name: why"
+    # Images the pipeline could not process and never will (undecodable, not an image):
+    # not sent again unless asked (--retry-failed).
+    failed: dict[str, str] = field(default_factory=dict)  # sha256 -> "name: why"
 
     @classmethod
     def load(cls, path: Path, root: Path, url: str, collection: str) -> "IngestState":
@@ -42,9 +45,10 @@ class IngestState:
             return fresh
         batch = data.get("batch_id")
         fresh.batch_id = batch if isinstance(batch, str) else None
-        refused = data.get("refused")
-        if isinstance(refused, dict):
-            fresh.refused = {str(k): str(v) for k, v in refused.items()}
+        for name in ("refused", "failed"):
+            kept = data.get(name)
+            if isinstance(kept, dict):
+                setattr(fresh, name, {str(k): str(v) for k, v in kept.items()})
         return fresh
 
     def save(self, path: Path) -> None:

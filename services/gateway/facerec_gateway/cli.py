@@ -23,8 +23,11 @@ async def run(args: argparse.Namespace) -> int:
             record, key = await store.create(args.tenant, scopes, args.name, args.rate_limit)
             print(json.dumps({**record.body(), "key": key}))
         elif args.command == "list":
-            for record in await store.list(args.tenant, args.prefix):
+            records = await store.list(args.tenant, args.prefix)
+            for record in records:
                 print(json.dumps(record.body()))
+            if not records:  # said on stderr, so stdout stays one JSON object a line
+                print(f"no keys in tenant {args.tenant}", file=sys.stderr)
         elif args.command == "revoke":
             if not await store.revoke(args.tenant, args.prefix):
                 print(f"no key {args.prefix} in tenant {args.tenant}", file=sys.stderr)
