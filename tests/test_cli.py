@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import images
@@ -588,6 +588,14 @@ def test_people_commands_name_merge_split_and_reject(
 # The habits of a new user: ids to type, global options, enrolment that can be fixed.
 
 
+class Where(TypedDict):
+    """Where a command runs: the gateway, the key, the home folder (for its cache)."""
+
+    url: str
+    key: str
+    home: Path
+
+
 def on_terminal(*args: str, url: str, key: str, home: Path) -> str:
     """The command's output as a person sees it: stdout a terminal of 80 columns."""
     leader, follower = os.openpty()
@@ -617,7 +625,7 @@ def test_ids_are_short_on_a_terminal_whole_elsewhere_and_any_unique_prefix_works
     photo = tmp_path / "yao.jpg"
     photo.write_bytes(images.portrait())
     c = f"cli-ids-{uuid.uuid4().hex[:6]}"
-    env = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
+    env: Where = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return facerec("-c", c, *args, **env)  # global options before the command
@@ -645,7 +653,7 @@ def test_ids_are_short_on_a_terminal_whole_elsewhere_and_any_unique_prefix_works
 
 def test_enroll_checks_files_first_and_leaves_nothing_behind(stack: Stack, tmp_path: Path) -> None:
     c = f"cli-enroll-{uuid.uuid4().hex[:6]}"
-    env = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
+    env: Where = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
     good, doc, empty = tmp_path / "a.jpg", tmp_path / "doc.pdf", tmp_path / "mask.jpg"
     good.write_bytes(images.portrait())
     doc.write_bytes(b"%PDF-1.4 not a photo")
@@ -686,7 +694,7 @@ def test_enroll_checks_files_first_and_leaves_nothing_behind(stack: Stack, tmp_p
 
 def test_detect_verify_galleries_batches_and_keys_commands(stack: Stack, tmp_path: Path) -> None:
     c = f"cli-cmds-{uuid.uuid4().hex[:6]}"
-    env = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
+    env: Where = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
     yao, flipped, group = tmp_path / "y.jpg", tmp_path / "f.jpg", tmp_path / "g.jpg"
     yao.write_bytes(images.portrait())
     flipped.write_bytes(images.variant(images.portrait(), flip=True))
@@ -732,7 +740,7 @@ def test_ingest_remembers_hopeless_files_and_checks_them_before_upload(
     stack: Stack, api: httpx.Client, tmp_path: Path
 ) -> None:
     c = f"cli-hopeless-{uuid.uuid4().hex[:6]}"
-    env = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
+    env: Where = {"url": stack.url, "key": stack.admin_key, "home": tmp_path}
     root = tmp_path / "photos"
     root.mkdir()
     (root / "ok.jpg").write_bytes(images.portrait())
