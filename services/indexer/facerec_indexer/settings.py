@@ -24,7 +24,12 @@ class IndexerSettings(ServiceSettings):
     qdrant_api_key: str | None = Field(
         None, validation_alias=AliasChoices("FACEREC_INDEXER_QDRANT_API_KEY", "QDRANT_API_KEY")
     )
+    # How the collections the indexer creates on a Qdrant server are laid out (existing
+    # collections keep theirs). One server: 1, 1, 1. The three-node chart: 3 shards, each on
+    # 3 nodes, a write acknowledged by 2 of them (a majority, so one node may be drained).
+    qdrant_shard_number: int = Field(1, ge=1)
     qdrant_replication_factor: int = Field(1, ge=1)
+    qdrant_write_consistency_factor: int = Field(1, ge=1)
     # Nearest faces fetched per identity asked for, so that one identity with many faces
     # cannot push the others out of the top k.
     faces_per_candidate: int = Field(8, ge=1)

@@ -26,7 +26,7 @@ from qdrant_client import QdrantClient
 from facerec_indexer.clustering import ClusterParams
 from facerec_indexer.index import FaceIndex
 from facerec_indexer.index.edge import EdgeIndex
-from facerec_indexer.index.server import ServerIndex
+from facerec_indexer.index.server import CollectionLayout, ServerIndex
 from facerec_indexer.people import People
 from facerec_indexer.settings import IndexerSettings
 from facerec_indexer.stage import IndexStage
@@ -38,7 +38,12 @@ def open_index(settings: IndexerSettings) -> FaceIndex:
     if settings.qdrant_url:
         log.info("face index: Qdrant server at %s", settings.qdrant_url)
         client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
-        return ServerIndex(client, settings.qdrant_replication_factor)
+        layout = CollectionLayout(
+            settings.qdrant_shard_number,
+            settings.qdrant_replication_factor,
+            settings.qdrant_write_consistency_factor,
+        )
+        return ServerIndex(client, layout)
     root = settings.data_dir / "qdrant"
     log.info("face index: embedded Qdrant Edge in %s", root)
     return EdgeIndex(root, settings.optimize_after_updates)

@@ -5,6 +5,7 @@ speaks the same API in-process; local mode is far too slow to be a default.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,28 @@ from facerec_indexer.index.base import (
 )
 
 
+@dataclass(frozen=True)
+class CollectionLayout:
+    """How a new collection is spread over a Qdrant cluster. One server: all 1. The
+    three-node chart (deploy/helm-values): 3 shards, each held by ``replication_factor``
+    nodes, a write acknowledged once ``write_consistency_factor`` of them applied it."""
+
+    shard_number: int = 1
+    replication_factor: int = 1
+    write_consistency_factor: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.write_consistency_factor <= self.replication_factor:
+            raise ValueError(
+                f"write_consistency_factor {self.write_consistency_factor} must be between 1 "
+                f"and replication_factor {self.replication_factor}"
+            )
+
+
 class ServerIndex(FaceIndex):
-    def __init__(self, client: QdrantClient, replication_factor: int = 1) -> None:
+    def __init__(self, client: QdrantClient, layout: CollectionLayout | None = None) -> None:
         self._client = client
-        self._replication_factor = replication_factor
+        self.layout = layout or CollectionLayout()
         self._known: set[str] = set()
 
     def _ensure(self, model: str, dim: int) -> str:
@@ -36,11 +55,21 @@ class ServerIndex(FaceIndex):
         if name in self._known or self._client.collection_exists(name):
             self._known.add(name)
             return name
-        self._client.create_collection(
-            name,
-            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
-            replication_factor=self._replication_factor,
-        )
+        try:
+            self._client.create_collection(
+                name,
+                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                shard_number=self.layout.shard_number,
+                replication_factor=self.layout.replication_factor,
+                write_consistency_factor=self.layout.write_consistency_factor,
+            )
+        except Exception:
+            # Indexers that start together all see no collection and all create it; every
+            # one but the first is refused (409 from a server, ValueError in local mode).
+            # The collection exists either way, which is all this asked for.
+            if not self._client.collection_exists(name):
+                raise
+        # Creating a payload index that exists already succeeds, so every creator may do it.
         for field in INDEXED_FIELDS:
             self._client.create_payload_index(
                 name,
