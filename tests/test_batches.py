@@ -278,6 +278,9 @@ def test_batches_of_another_tenant_are_invisible(stack: Stack, api: httpx.Client
     add(api, collection, batch, [("g.jpg", scenes(1)[0])])
     key = str(cli(stack, "create", "--tenant", "batch-stranger", "--scopes", "read,write")["key"])
     with client_for(stack, key) as stranger:
+        # A gallery of the same name in the other tenant: nothing of the first one shows.
+        assert_problem(stranger.get(f"/v1/collections/{collection}"), 404, "collection-not-found")
+        assert stranger.put(f"/v1/collections/{collection}").status_code == 201
         base = f"/v1/collections/{collection}/batches"
         assert_problem(stranger.get(f"{base}/{batch}"), 404, "not-found")
         assert_problem(stranger.get(f"{base}/{batch}/results"), 404, "not-found")

@@ -77,6 +77,9 @@ def test_people_can_be_merged_split_and_rejected(stack: Stack, api: httpx.Client
 
     key = str(cli(stack, "create", "--tenant", "people-stranger", "--scopes", "read,write")["key"])
     with client_for(stack, key) as stranger:
+        # A gallery of the same name in the other tenant: nothing of the first one shows.
+        assert_problem(stranger.get(f"/v1/collections/{collection}"), 404, "collection-not-found")
+        assert stranger.put(f"/v1/collections/{collection}").status_code == 201
         base = f"/v1/collections/{collection}/people"
         assert stranger.get(base).json() == {"people": [], "unclustered": 0}
         assert_problem(stranger.get(f"{base}/{first}"), 404, "not-found")
@@ -106,4 +109,7 @@ def test_people_can_be_merged_split_and_rejected(stack: Stack, api: httpx.Client
     # Erasing the gallery erases its unassigned faces too.
     deleted = api.delete(f"/v1/collections/{collection}").json()
     assert deleted["deleted_faces"] == 17 and deleted["remaining_faces"] == 0
+    assert_problem(api.get(f"/v1/collections/{collection}/people"), 404, "collection-not-found")
+    # Made again under the same name, it starts empty.
+    assert api.put(f"/v1/collections/{collection}").status_code == 201
     assert people_of(api, collection) == {"people": [], "unclustered": 0}
