@@ -150,7 +150,7 @@ def test_an_enrolment_of_one_bad_image_among_good_ones_stores_nothing(api: httpx
             404,
             "identity-not-found",
         ),
-        ("delete", "/v1/collections/never-created", {}, 404, "not-found"),
+        ("delete", "/v1/collections/never-created", {}, 404, "collection-not-found"),
         ("get", "/v1/jobs/does-not-exist", {}, 404, "job-not-found"),
         ("get", "/v1/nowhere", {}, 404, "not-found"),
         ("put", "/v1/detect", {}, 405, "method-not-allowed"),
