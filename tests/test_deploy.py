@@ -417,6 +417,18 @@ def test_onnxruntime_gpu_is_pinned_with_hashes() -> None:
     assert len(hashes) >= 1
 
 
+def test_gpu_images_run_the_onnxruntime_version_the_tests_run() -> None:
+    """The GPU images swap onnxruntime for onnxruntime-gpu: the same version, so the
+    runtime every test ran is the one the GPU images run (only the execution provider
+    differs, which runtime_check.py checks while an image is built)."""
+    text = (DEPLOY / "docker" / "onnxruntime-gpu.txt").read_text()
+    match = re.search(r"^onnxruntime-gpu==(\S+)", text, re.MULTILINE)
+    assert match is not None
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    (locked,) = [p["version"] for p in lock["package"] if p["name"] == "onnxruntime"]
+    assert match.group(1) == locked
+
+
 def run_runtime_check(provider: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(DEPLOY / "docker" / "runtime_check.py"), provider],
