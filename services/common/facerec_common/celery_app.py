@@ -30,6 +30,9 @@ def make_celery(main: str, redis_url: str, visibility_timeout_s: int = 600) -> C
         broker_connection_max_retries=None,
         broker_transport_options={
             "visibility_timeout": visibility_timeout_s,
+            # kombu's default of 10 connections per process refuses the 11th concurrent
+            # send ("Too many connections"); the gateway sends from up to 40 threads.
+            "max_connections": 128,
             # Two levels: interactive (0, consumed first) and batch (names.BATCH_PRIORITY).
             "priority_steps": PRIORITY_STEPS,
             "sep": PRIORITY_SEPARATOR,

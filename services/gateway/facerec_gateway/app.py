@@ -43,7 +43,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(settings.redis_url, health_check_interval=30)
+        # A blocking pool: under a burst, a request waits for a free connection instead of
+        # failing at redis-py's default cap of 100 ("Too many connections").
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_pool_timeout_s,
+            health_check_interval=30,
+        )
+        client = aioredis.Redis(connection_pool=pool)
         celery = make_celery("facerec-gateway", settings.redis_url)
         waiter = JobWaiter(client)
         app.state.services = Services(

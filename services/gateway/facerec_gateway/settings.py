@@ -14,6 +14,9 @@ class GatewaySettings(ServiceSettings):
     port: int = Field(8000, ge=1, le=65535)
     # Longest a request may wait for its job with ?wait=; longer values are cut to this.
     max_wait_s: float = Field(30.0, ge=0)
+    # Redis connections of one gateway process; a request waits up to the timeout for one.
+    redis_max_connections: int = Field(256, ge=4)
+    redis_pool_timeout_s: float = Field(10.0, gt=0)
     # How long identity and gallery calls wait for the indexer (counts, erasure).
     index_timeout_s: float = Field(30.0, gt=0)
     max_images_per_request: int = Field(10, ge=1)
