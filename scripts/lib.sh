@@ -6,6 +6,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 UV_VERSION="0.13.9"
 UV="$ROOT/.tools/bin/uv"
+# checkov pins many packages of its own that clash with the workspace's lock, so it lives in
+# a tool environment of its own (tests/test_deploy.py runs it from there).
+CHECKOV_VERSION="3.3.30"
+CHECKOV="$ROOT/.tools/checkov/bin/checkov"
 
 ensure_uv() {
     if [ ! -x "$UV" ]; then
@@ -22,6 +26,15 @@ ensure_redis() {
         [ "$(id -u)" -ne 0 ] && sudo="sudo"
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    fi
+}
+
+ensure_checkov() {
+    if [ ! -x "$CHECKOV" ] || [ "$("$CHECKOV" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+        echo "setup: installing checkov $CHECKOV_VERSION into .tools/checkov/" >&2
+        "$UV" venv --quiet --allow-existing --python python3 "$ROOT/.tools/checkov"
+        "$UV" pip install --quiet --python "$ROOT/.tools/checkov/bin/python" \
+            "checkov==$CHECKOV_VERSION"
     fi
 }
 
