@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -207,6 +208,57 @@ def test_a_killed_worker_strands_nothing_and_stores_nothing_twice(
     assert waited < STRANDED_BOUND_S + 60, f"the batch took {waited:.0f} s after the restart"
 
 
+def test_a_killed_worker_s_task_goes_to_another_live_worker(
+    chaos: Stack, api: httpx.Client, broker: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a second detector running, the task of a killed one is done by the other, with
+    no restart, within a few heartbeats."""
+    spare = subprocess.Popen(
+        [sys.executable, "-m", WORKERS[Queue.DETECT]],
+        env={**chaos.env, "FACEREC_DETECTOR_METRICS_PORT": "0"},  # the stack's is taken
+        stdout=(chaos.logs / "spare-detector.log").open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: len(live_workers(broker, Queue.DETECT)) == 2, 120, "a second detector")
+        photo = big_photo()
+        jobs = [
+            api.post(
+                "/v1/detect", files={"image": ("big.jpg", photo, JPEG)}, params={"wait": 0}
+            ).json()["job_id"]
+            for _ in range(4)
+        ]
+        original = f"{Queue.DETECT}@"  # the stack's detector, not the spare
+        pid = chaos.procs[WORKERS[Queue.DETECT]].pid
+
+        def held_by_original() -> list[dict[str, Any]]:
+            return [c for c in claims(broker, Queue.DETECT) if c["worker"].endswith(f"-{pid}")]
+
+        wait_until(lambda: bool(held_by_original()), 60, "a task held by the stack's detector")
+        [held] = held_by_original()
+        assert held["worker"].startswith(original)
+        kill(chaos, Queue.DETECT)
+        killed = time.monotonic()
+        wait_until(
+            lambda: broker.hget(job_key(held["job_id"]), "status") == b"done",
+            STRANDED_BOUND_S,
+            "the killed worker's job, on the spare",
+        )
+        elapsed = time.monotonic() - killed
+        with capsys.disabled():
+            print(f"\ndetector killed, another alive: its job done {elapsed:.1f} s later")
+
+        def all_done() -> bool:
+            return all(broker.hget(job_key(j), "status") == b"done" for j in jobs)
+
+        wait_until(all_done, 60, "every job")
+    finally:
+        if not chaos.alive()[WORKERS[Queue.DETECT]]:
+            restart(chaos, broker, Queue.DETECT)
+        spare.terminate()
+        spare.wait(60)
+
+
 def big_photo() -> bytes:
     """A photo large enough that detecting in it takes a while (about 36 megapixels)."""
     return images.variant(images.group_photo(), scale=6000 / 1280, quality=60)
@@ -310,6 +362,12 @@ def test_redis_down_answers_503_everywhere_and_comes_back(
 ) -> None:
     identity = api.post("/v1/collections/outage/identities", json={"name": "Before"})
     assert identity.status_code == 201, identity.text
+    in_flight = [
+        api.post(
+            "/v1/detect", files={"image": ("a.jpg", images.portrait(), JPEG)}, params={"wait": 0}
+        ).json()["job_id"]
+        for _ in range(10)
+    ]
     chaos_redis.stop()
     try:
         calls = [
@@ -337,6 +395,12 @@ def test_redis_down_answers_503_everywhere_and_comes_back(
         return api.get("/readyz").status_code == 200
 
     wait_until(answers, 60, "the gateway after Redis came back")
+
+    def ended(job_id: str) -> bool:
+        return bool(api.get(f"/v1/jobs/{job_id}").json()["status"] in ("done", "failed"))
+
+    # Jobs sent before the outage end too (Redis kept them on disk).
+    wait_until(lambda: all(ended(j) for j in in_flight), STRANDED_BOUND_S, "jobs from before")
     back = api.post(
         "/v1/detect", files={"image": ("b.jpg", images.portrait(), JPEG)}, params={"wait": 30}
     )
