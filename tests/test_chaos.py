@@ -24,7 +24,14 @@ import redis
 from celery import Celery
 from facerec_common.celery_app import make_celery
 from facerec_common.heartbeat import live_workers
-from facerec_common.messages import AdminMessage, AdminOp
+from facerec_common.messages import (
+    AdminMessage,
+    AdminOp,
+    DetectedFace,
+    ImageRef,
+    JobKind,
+    PipelineMessage,
+)
 from facerec_common.names import Queue, Task, attempts_key, inflight_key, job_key
 from helpers import JPEG, assert_problem
 from stack import Stack, free_port, running_stack, wait_until
@@ -328,6 +335,36 @@ def test_an_unreadable_message_fails_its_job_with_a_reason(
     assert api.get(f"/v1/jobs/{job_id}").json()["error"]["code"] == "stage-error"
     letters = api.get("/v1/dead-letters").json()["dead_letters"]
     assert any(e["job_id"] == job_id and e["stage"] == "detect" for e in letters)
+    assert all(chaos.alive().values())
+
+
+def test_a_stage_that_raises_is_tried_again_then_fails_with_a_reason(
+    chaos: Stack, api: httpx.Client, broker: redis.Redis
+) -> None:
+    """A message the embedder reads but cannot use (crops that do not fit the faces) raises
+    in the model code on every try: three tries, then stage-error and a dead letter."""
+    job_id = str(uuid.uuid4())
+    broker.hset(
+        job_key(job_id),
+        mapping={"kind": "detect", "tenant": TENANT, "status": "queued", "created_at": "0"},
+    )
+    face = {"bbox": [0.0, 0.0, 50.0, 50.0], "landmarks": [[10.0, 10.0]] * 5, "det_score": 0.9}
+    msg = PipelineMessage(
+        job_id=job_id,
+        kind=JobKind.DETECT,
+        tenant=TENANT,
+        images=[ImageRef(index=0, name="a.jpg")],
+        faces=[DetectedFace.model_validate({**face, "image": 0})],
+        crops=b"not 112x112x3 bytes",
+    )
+    make_celery("chaos-test", chaos.redis_url).send_task(Task.EMBED, args=[msg.to_task()])
+    wait_until(
+        lambda: api.get(f"/v1/jobs/{job_id}").json()["status"] == "failed", 60, "the failure"
+    )
+    assert api.get(f"/v1/jobs/{job_id}").json()["error"]["code"] == "stage-error"
+    letters = api.get("/v1/dead-letters").json()["dead_letters"]
+    [letter] = [e for e in letters if e["job_id"] == job_id]
+    assert (letter["stage"], letter["attempts"]) == ("embed", 3)
     assert all(chaos.alive().values())
 
 
