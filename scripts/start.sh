@@ -10,6 +10,9 @@ export FACEREC_REDIS_PORT="${FACEREC_REDIS_PORT:-6379}"
 export FACEREC_REDIS_URL="${FACEREC_REDIS_URL:-redis://127.0.0.1:$FACEREC_REDIS_PORT/0}"
 export FACEREC_GATEWAY_PORT="${FACEREC_GATEWAY_PORT:-8000}"
 export FACEREC_INDEXER_DATA_DIR="${FACEREC_INDEXER_DATA_DIR:-$ROOT/data}"
+# The detector and the embedder share this machine's CPUs: each sizes its onnxruntime
+# threads to half of what this process may use (facerec_runtime.cpus).
+export FACEREC_MODEL_WORKERS="${FACEREC_MODEL_WORKERS:-2}"
 mkdir -p "$FACEREC_INDEXER_DATA_DIR/redis"
 
 # The default tenant's admin key: made once, kept (mode 600) beside the data it guards, and

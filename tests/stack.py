@@ -125,9 +125,8 @@ def running_stack(
         # Batch callbacks in the tests go to receivers on this machine.
         "FACEREC_GATEWAY_CALLBACK_ALLOWED_NETWORKS": "127.0.0.1",
         "FACEREC_GATEWAY_BOOTSTRAP_ADMIN_KEY": admin_key,
-        # Two model workers share two cores here; one thread each keeps them from fighting.
-        "FACEREC_DETECTOR_INTRA_OP_THREADS": "1",
-        "FACEREC_EMBEDDER_INTRA_OP_THREADS": "1",
+        # As scripts/start.sh runs them: two model workers share the machine's CPUs.
+        "FACEREC_MODEL_WORKERS": "2",
         **{f"FACEREC_{name.upper()}_METRICS_PORT": str(p) for name, p in metrics_ports.items()},
         **(extra_env or {}),
     }

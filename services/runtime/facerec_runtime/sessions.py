@@ -23,7 +23,7 @@ def available_providers(preferred: Sequence[str]) -> list[str]:
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # 0 lets onnxruntime use one thread per core.
+    # Sized by facerec_runtime.cpus; 0 would let onnxruntime take one per host core.
     options.intra_op_num_threads = intra_op_threads
     # The recognizer's graph declares batch 1 but runs any batch; its shape warning is noise.
     options.log_severity_level = 3

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings
 
 
@@ -15,4 +15,11 @@ class RuntimeSettings(BaseSettings):
     providers: list[str] = Field(
         default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
     )
+    # onnxruntime threads; 0: the CPUs this process may use (affinity, cgroup quota)
+    # divided among the model workers that share them (see facerec_runtime.cpus).
     intra_op_threads: int = Field(0, ge=0)
+    # How many model workers share this machine's (or container's) CPUs: 1 in a container
+    # of its own; scripts/start.sh runs the detector and the embedder side by side: 2.
+    model_workers: int = Field(
+        1, ge=1, validation_alias=AliasChoices("FACEREC_MODEL_WORKERS", "model_workers")
+    )
