@@ -11,7 +11,6 @@ import pytest
 from facerec_gateway.egress import CallbackRefused, EgressPolicy, parse_allowed
 from facerec_gateway.fields import MAX_JSON_BODY_BYTES, MAX_METADATA_BYTES
 from helpers import assert_problem
-from stack import Stack
 from test_batches import unique
 
 
@@ -70,14 +69,6 @@ def test_a_send_goes_to_the_checked_address_with_the_name_in_host() -> None:
     assert request.url.host == "127.0.0.1" and request.url.port == 8123
     assert request.url.raw_path == b"/hook?x=1"
     assert request.headers["host"] == "localhost:8123"
-
-
-@pytest.fixture
-def api(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=stack.url, timeout=60, headers={"X-API-Key": stack.admin_key}
-    ) as client:
-        yield client
 
 
 @pytest.mark.parametrize(
