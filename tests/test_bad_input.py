@@ -9,7 +9,6 @@ import httpx
 import images
 import pytest
 from helpers import assert_problem, new_identity, upload
-from PIL import Image
 from stack import Stack
 
 
@@ -35,14 +34,15 @@ def truncated_jpeg() -> bytes:
     return data[: len(data) // 2]
 
 
-def gif() -> bytes:
-    return images.encode(Image.new("RGB", (64, 64)), "GIF")
+def pdf() -> bytes:
+    """A scanned page as PDF: a document, not an image the service reads."""
+    return b"%PDF-1.7\n" + b"\0" * 64
 
 
 CASES = [
     pytest.param(b"", 400, "empty-image", id="empty"),
     pytest.param(b"hello, I am not an image", 415, "unsupported-image-type", id="not-an-image"),
-    pytest.param(gif(), 415, "unsupported-image-type", id="gif"),
+    pytest.param(pdf(), 415, "unsupported-image-type", id="pdf"),
     pytest.param(png_claiming(50_000, 50_000), 413, "too-many-pixels", id="decompression-bomb"),
     pytest.param(b"\xff\xd8\xff\xe0" + b"\0" * 100, 422, "image-undecodable", id="jpeg-garbage"),
     pytest.param(truncated_jpeg(), 422, "image-undecodable", id="truncated-jpeg"),

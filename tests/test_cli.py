@@ -179,6 +179,10 @@ def test_walk_finds_images_sorted_and_skips_the_rest(tmp_path: Path) -> None:
         "a.png",
         "b/1.jpeg",
         "c.webp",
+        "d.HEIC",
+        "e.tif",
+        "f.avif",
+        "g.gif",
         "notes.txt",
         ".hidden.jpg",
         ".git/x.jpg",
@@ -191,6 +195,10 @@ def test_walk_finds_images_sorted_and_skips_the_rest(tmp_path: Path) -> None:
         "b/1.jpeg",
         "b/2.JPG",
         "c.webp",
+        "d.HEIC",
+        "e.tif",
+        "f.avif",
+        "g.gif",
     ]
     assert ignored == 1
 

@@ -187,6 +187,12 @@ def content_type(name: str) -> str:
         "png": "image/png",
         "webp": "image/webp",
         "bmp": "image/bmp",
+        "gif": "image/gif",
+        "tif": "image/tiff",
+        "tiff": "image/tiff",
+        "heic": "image/heic",
+        "heif": "image/heif",
+        "avif": "image/avif",
     }.get(suffix, "application/octet-stream")
 
 

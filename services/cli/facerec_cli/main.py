@@ -124,11 +124,12 @@ def ingest(
 ) -> None:
     """Send every image under FOLDER to the collection as one batch, resumably.
 
-    JPEG, PNG, WebP and BMP files (HEIC too when pillow-heif is installed) are found
-    recursively. Run it again after Ctrl-C or a crash: what the server already has is
-    skipped by content hash and never processed twice. Files that are too large or not
-    images are refused here, before upload; those and images that could not be processed
-    (a truncated JPEG) are remembered and skipped by later runs unless --retry-failed.
+    JPEG, PNG, WebP, BMP, GIF, TIFF, HEIC/HEIF and AVIF files are found recursively and
+    sent as they are: the server decodes them. Run it again after Ctrl-C or a crash: what
+    the server already has is skipped by content hash and never processed twice. Files
+    that are too large or not images are refused here, before upload; those and images
+    that could not be processed (a truncated JPEG) are remembered and skipped by later runs
+    unless --retry-failed.
     """
     name = gallery(ctx, collection)
     as_json = wants_json(ctx, json_out)

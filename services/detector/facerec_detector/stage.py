@@ -40,7 +40,7 @@ class DetectStage:
                 raise ImageExpired(
                     f"image {ref.name!r} is no longer stored (its time to live ran out)"
                 )
-            pixels = decode_bgr(data, self._settings)
+            pixels = decode_bgr(data, self._settings, ref.name)
             ref.height, ref.width = pixels.shape[:2]
             image_faces = self._faces(ref.index, pixels, max_faces)
             chosen = self._choose(msg, ref.name, image_faces)
