@@ -1,6 +1,7 @@
 """Schema-driven fuzzing of the gateway: valid and malformed requests generated from its own
-OpenAPI schema. Nothing may answer 5xx, every refusal must be problem+json, and every
-worker must still be alive afterwards."""
+OpenAPI schema. Nothing may answer 5xx, every refusal must be problem+json, every answer
+must match the schema documented for its status and content type, and every worker must
+still be alive afterwards."""
 
 from collections import Counter
 from typing import Any
@@ -12,6 +13,8 @@ from facerec_gateway.app import create_app
 from facerec_gateway.settings import GatewaySettings
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
+from schemathesis.checks import content_type_conformance
+from schemathesis.specs.openapi.checks import response_schema_conformance
 from stack import Stack
 from test_tenants import cli
 
@@ -59,6 +62,8 @@ def test_no_request_gets_a_server_error(
         assert content_type.startswith("application/problem+json"), response.text
         body = response.json()
         assert body["status"] == response.status_code and body["type"].startswith("/problems/")
+    # The body a client generated from the schema would expect, success or problem.
+    case.validate_response(response, checks=[response_schema_conformance, content_type_conformance])
 
 
 def test_every_worker_is_alive_after_the_fuzzing(stack: Stack) -> None:

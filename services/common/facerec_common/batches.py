@@ -10,9 +10,10 @@ import json
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import redis
+from pydantic import BaseModel
 
 from facerec_common.names import (
     CALLBACKS_KEY,
@@ -21,6 +22,7 @@ from facerec_common.names import (
     batch_recorded_key,
     batch_results_key,
 )
+from facerec_common.results import BatchImageResult, IdentityRef, JobResult
 
 
 class BatchStatus(StrEnum):
@@ -116,34 +118,58 @@ class BatchImage:
     sha256: str
 
 
-def image_result(
-    image: BatchImage, job_id: str, result: dict[str, Any] | None, error: dict[str, Any] | None
-) -> dict[str, Any]:
+class BatchLineFace(BaseModel):
+    """A face in a batch's results."""
+
+    face_id: str
+    bbox: list[float]
+    det_score: float
+    too_small: bool
+    identity: IdentityRef | None
+    similarity: float | None
+    confidence: float | None
+    unassigned: bool
+
+
+class BatchLine(BaseModel):
     """One line of a batch's results: what the image held, or why it failed."""
-    faces = [
-        {
-            key: face.get(key)
-            for key in (
-                "face_id",
-                "bbox",
-                "det_score",
-                "too_small",
-                "identity",
-                "similarity",
-                "confidence",
-                "unassigned",
+
+    name: str
+    sha256: str
+    job_id: str
+    status: Literal["done", "failed"]
+    faces: list[BatchLineFace]
+    # The problem (type, code, title, status, detail) of an image that failed.
+    error: dict[str, Any] | None
+
+
+def image_result(
+    image: BatchImage, job_id: str, result: JobResult | None, error: dict[str, Any] | None
+) -> BatchLine:
+    """One line of a batch's results: what the image held, or why it failed."""
+    # Only a batch image's job is counted into a batch, so any other result has no faces
+    # to count.
+    faces = result.faces if isinstance(result, BatchImageResult) else []
+    return BatchLine(
+        name=image.name,
+        sha256=image.sha256,
+        job_id=job_id,
+        status="failed" if error is not None else "done",
+        faces=[
+            BatchLineFace(
+                face_id=face.face_id,
+                bbox=face.bbox,
+                det_score=face.det_score,
+                too_small=face.too_small,
+                identity=face.identity,
+                similarity=face.similarity,
+                confidence=face.confidence,
+                unassigned=face.unassigned,
             )
-        }
-        for face in (result or {}).get("faces", [])
-    ]
-    return {
-        "name": image.name,
-        "sha256": image.sha256,
-        "job_id": job_id,
-        "status": "failed" if error is not None else "done",
-        "faces": faces,
-        "error": error,
-    }
+            for face in faces
+        ],
+        error=error,
+    )
 
 
 class BatchLedger:
@@ -156,12 +182,12 @@ class BatchLedger:
         self,
         image: BatchImage,
         job_id: str,
-        result: dict[str, Any] | None,
+        result: JobResult | None,
         error: dict[str, Any] | None = None,
     ) -> bool:
         """Count the image; True when this made the batch done."""
         line = image_result(image, job_id, result, error)
-        faces = [f for f in line["faces"] if not f["too_small"]]
+        faces = [f for f in line.faces if not f.too_small]
         outcome = self._record(
             keys=[
                 batch_key(image.batch_id),
@@ -173,11 +199,11 @@ class BatchLedger:
             args=[
                 image.batch_id,
                 job_id,
-                line["status"],
-                json.dumps(line),
+                line.status,
+                json.dumps(line.model_dump(mode="json")),
                 len(faces),
-                sum(1 for f in faces if f["identity"] is not None),
-                sum(1 for f in faces if f["unassigned"]),
+                sum(1 for f in faces if f.identity is not None),
+                sum(1 for f in faces if f.unassigned),
                 f"{time.time():.3f}",
                 image.sha256 if error is not None else "",
             ],

@@ -15,6 +15,7 @@ import redis
 
 from facerec_common.errors import FaceRecError
 from facerec_common.names import JOBS_DONE_CHANNEL, image_key, job_key
+from facerec_common.results import JobResult
 
 
 class JobStatus(StrEnum):
@@ -48,8 +49,11 @@ class JobWriter:
             job_key(job_id), mapping={"status": JobStatus.RUNNING, "updated_at": _now()}
         )
 
-    def finish(self, job_id: str, result: dict[str, Any], image_count: int) -> None:
-        self._end(job_id, {"status": JobStatus.DONE, "result": json.dumps(result)}, image_count)
+    def finish(self, job_id: str, result: JobResult | dict[str, Any], image_count: int) -> None:
+        """End the job as done with its result (a job kind's model; the indexer's
+        synchronous calls answer plain dicts)."""
+        body = result if isinstance(result, dict) else result.model_dump(mode="json")
+        self._end(job_id, {"status": JobStatus.DONE, "result": json.dumps(body)}, image_count)
 
     def fail(
         self, job_id: str, problem: dict[str, Any], image_count: int, keep_images: bool = False

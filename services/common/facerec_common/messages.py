@@ -1,4 +1,4 @@
-"""The message that travels detect -> embed -> index, and the job results it produces.
+"""The message that travels detect -> embed -> index (results are in ``results``).
 
 One message type for the whole pipeline: each stage fills in its part (faces and crops,
 then vectors) and passes it on as msgpack. Image bytes never travel in it: the job's images
@@ -130,13 +130,3 @@ class AdminMessage(BaseModel):
 
     def to_task(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
-
-
-def face_json(face: DetectedFace) -> dict[str, Any]:
-    """How a detected face appears in every job result."""
-    return {
-        "bbox": [round(v, 2) for v in face.bbox],
-        "landmarks": [[round(x, 2), round(y, 2)] for x, y in face.landmarks],
-        "det_score": round(face.det_score, 4),
-        "too_small": face.too_small,
-    }

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from facerec_common.errors import InvalidInput
 from facerec_common.messages import JobParams
+from facerec_common.results import Scores
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ def resolve_threshold(
     return default_threshold
 
 
-def scored(similarity: float, calibration: Calibration | None) -> dict[str, float | None]:
-    return {
-        "similarity": round(similarity, 4),
-        "confidence": round(calibration.confidence(similarity), 4) if calibration else None,
-    }
+def scored(similarity: float, calibration: Calibration | None) -> Scores:
+    return Scores(
+        similarity=round(similarity, 4),
+        confidence=round(calibration.confidence(similarity), 4) if calibration else None,
+    )

@@ -36,6 +36,7 @@ from facerec_common.messages import PipelineMessage
 from facerec_common.metrics import TASK_DURATION, TASKS, serve_metrics
 from facerec_common.names import BATCH_PRIORITY, attempts_key
 from facerec_common.reaper import Claims, reap
+from facerec_common.results import JobResult
 from facerec_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,7 @@ def batch_image(msg: PipelineMessage) -> BatchImage | None:
 class StageOutcome:
     """What a pipeline stage decided: the job's final result, or the next stage's message."""
 
-    result: dict[str, Any] | None = None
+    result: JobResult | None = None
     forward: PipelineMessage | None = None
 
 
@@ -307,7 +308,7 @@ def stage_app(
         start = time.perf_counter()
 
         def count_into_batch(
-            result: dict[str, Any] | None, problem: dict[str, Any] | None = None
+            result: JobResult | None, problem: dict[str, Any] | None = None
         ) -> None:
             if batch is None or not ledger.record(batch, msg.job_id, result, problem):
                 return

@@ -2,14 +2,14 @@
 how many faces it wants, align the ones to embed, and say what happens next."""
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from facerec_common.codec import CROP_SIZE, pack_crops
 from facerec_common.errors import FaceRecError, NoFaceFound
-from facerec_common.messages import DetectedFace, JobKind, PipelineMessage, Refusal, face_json
+from facerec_common.messages import DetectedFace, JobKind, PipelineMessage, Refusal
 from facerec_common.metrics import FACES_PER_IMAGE
+from facerec_common.results import DetectResult, Face, ImageSize
 from facerec_common.worker import StageOutcome
 
 from facerec_detector.decode import decode_bgr
@@ -104,9 +104,9 @@ class DetectStage:
         return None
 
 
-def detect_result(msg: PipelineMessage) -> dict[str, Any]:
+def detect_result(msg: PipelineMessage) -> DetectResult:
     image = msg.images[0]
-    return {
-        "image": {"width": image.width, "height": image.height},
-        "faces": [face_json(face) for face in msg.faces],
-    }
+    return DetectResult(
+        image=ImageSize(width=image.width, height=image.height),
+        faces=[Face.of(face) for face in msg.faces],
+    )

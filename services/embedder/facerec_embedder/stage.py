@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 from facerec_common.codec import pack_vectors, unpack_crops
-from facerec_common.messages import JobKind, PipelineMessage, face_json
+from facerec_common.messages import JobKind, PipelineMessage
+from facerec_common.results import Face, VerifyResult
 from facerec_common.scores import Calibration, resolve_threshold, scored
 from facerec_common.worker import StageOutcome
 
@@ -29,14 +30,16 @@ class EmbedStage:
             calibration = Calibration(*self._calibration) if self._calibration else None
             threshold = resolve_threshold(msg.params, None, self._default_threshold, calibration)
             similarity = float(np.dot(vectors[0], vectors[1]))
+            scores = scored(similarity, calibration)
             return StageOutcome(
-                result={
-                    "same": similarity >= threshold,
-                    **scored(similarity, calibration),
-                    "threshold": threshold,
-                    "model": self._embedder.name,
-                    "faces": [face_json(face) for face in msg.faces],
-                }
+                result=VerifyResult(
+                    same=similarity >= threshold,
+                    similarity=scores.similarity,
+                    confidence=scores.confidence,
+                    threshold=threshold,
+                    model=self._embedder.name,
+                    faces=[Face.of(face) for face in msg.faces],
+                )
             )
         # Kept with batch faces (people are reviewed by eye) and enrolled faces (a bad
         # enrolment is found by looking at them).

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
 from facerec_common.celery_app import make_celery
@@ -21,7 +22,12 @@ from facerec_gateway.jobs import JobStore, JobWaiter
 from facerec_gateway.keys import KeyScope, KeyStore
 from facerec_gateway.limits import RateLimiter
 from facerec_gateway.metrics import MetricsMiddleware
-from facerec_gateway.problems import install_handlers, problem_response
+from facerec_gateway.problems import (
+    PROBLEM_RESPONSES,
+    install_handlers,
+    problem_media_types,
+    problem_response,
+)
 from facerec_gateway.routes import (
     batches,
     collections,
@@ -103,7 +109,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     max_body = settings.max_image_bytes * settings.max_images_per_request + _MULTIPART_OVERHEAD
 
     for module in (health, jobs, images, collections, batches, people, keys, dead_letters):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=PROBLEM_RESPONSES)
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = generated()
+        return problem_media_types(schema) if fresh else schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_body=max_body)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -8,17 +8,44 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 import redis.asyncio as aioredis
 from celery import Celery
 from facerec_common.identities import decoded, text
 from facerec_common.jobs import JobStatus
+from facerec_common.messages import JobKind
 from facerec_common.names import JOBS_DONE_CHANNEL, image_key, job_key
+from facerec_common.results import JobResult
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 
+from facerec_gateway.problems import Problem
+
 log = logging.getLogger(__name__)
+
+
+R = TypeVar("R")
+
+
+class JobBody(BaseModel, Generic[R]):
+    """How a job is answered: its state and, once ended, its result or its problem."""
+
+    job_id: str
+    kind: JobKind
+    status: JobStatus
+    status_url: str
+    created_at: float
+    updated_at: float
+    # Present once the job is done; the model is the job kind's result.
+    result: R | None = None
+    # Present once the job has failed: the problem the request would have had.
+    error: Problem | None = None
+
+
+class AnyJobBody(JobBody[JobResult]):
+    """A job of any kind: the result is the one of its kind."""
 
 
 @dataclass(frozen=True)

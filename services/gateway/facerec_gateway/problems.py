@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
+from pydantic import BaseModel, ConfigDict
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -53,6 +54,41 @@ STATUS_BY_CODE: dict[str, int] = {
     "model-file-mismatch": 500,
     "internal-error": 500,
 }
+
+
+class Problem(BaseModel):
+    """An error as RFC 9457 problem+json; some carry more fields (``errors`` of an invalid
+    request, ``job_id`` of a failed job)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str  # /problems/<code>
+    code: str
+    title: str
+    status: int
+    detail: str
+
+
+_PROBLEM_CONTENT = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+# Every operation's refusals and failures, in its OpenAPI: problem+json of one schema.
+# Ranges rather than ``default``, so an answer of 2xx is never read as a problem.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": Problem, "description": "Refused: see type and detail"},
+    "5XX": {"model": Problem, "description": "Failed or unavailable: see type and detail"},
+}
+
+
+def problem_media_types(schema: dict[str, Any]) -> dict[str, Any]:
+    """Say in the OpenAPI that problems come as problem+json: FastAPI files every response
+    model under application/json."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status in PROBLEM_RESPONSES and "application/json" in content:
+                    content[PROBLEM_JSON] = content.pop("application/json")
+    return schema
 
 
 def problem_type(code: str) -> str:

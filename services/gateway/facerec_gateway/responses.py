@@ -1,8 +1,11 @@
 """How a job is answered: 200 with its result when finished in time, 202 otherwise, or the
 job's problem when it failed during a request that waited for it."""
 
+from typing import Any
+
 from facerec_common.jobs import JobStatus
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from facerec_gateway.deps import Services
 from facerec_gateway.jobs import Job
@@ -29,3 +32,12 @@ def answer(job: Job, problem_on_failure: bool) -> JSONResponse:
         # The same fields as the problem the request would have had: type, code, status.
         body["error"] = stored_problem(job.error)
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def job_responses(body: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI of an operation that answers a job (``body``: a ``JobBody`` of the job
+    kind's result): 202 while it runs, 200 once it ended within ``wait``."""
+    return {
+        200: {"model": body, "description": "The job ended within wait: its result or error"},
+        202: {"model": body, "description": "The job is queued or running; poll status_url"},
+    }

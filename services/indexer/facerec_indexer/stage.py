@@ -16,10 +16,26 @@ from facerec_common.messages import (
     JobKind,
     PipelineMessage,
     Refusal,
-    face_json,
 )
 from facerec_common.metrics import INDEX_SEARCH, timed
 from facerec_common.names import batch_key, collection_settings_key, identity_key
+from facerec_common.results import (
+    BatchFace,
+    BatchImageResult,
+    Candidate,
+    DuplicateImage,
+    EnrolledFace,
+    EnrolResult,
+    Face,
+    IdentityRef,
+    ImageSize,
+    JobResult,
+    NamedImage,
+    RecognizedFace,
+    RecognizeResult,
+    RefusedImage,
+    VerifyIdentityResult,
+)
 from facerec_common.scores import Calibration, resolve_threshold, scored
 
 from facerec_indexer.clustering import Vector
@@ -71,7 +87,7 @@ class IndexStage:
         self._faces_per_candidate = faces_per_candidate
         self._max_top_k = max_top_k
 
-    def run(self, msg: PipelineMessage) -> dict[str, Any]:
+    def run(self, msg: PipelineMessage) -> JobResult:
         if msg.kind is JobKind.RECOGNIZE:
             return self._recognize(msg)
         if msg.kind is JobKind.ENROLL:
@@ -100,7 +116,7 @@ class IndexStage:
         default = msg.default_threshold if msg.default_threshold is not None else 1.0
         return resolve_threshold(msg.params, gallery, default, calibration), calibration
 
-    def _recognize(self, msg: PipelineMessage) -> dict[str, Any]:
+    def _recognize(self, msg: PipelineMessage) -> RecognizeResult:
         collection = _required(msg.params.collection, "collection")
         threshold, calibration = self._threshold(msg, collection)
         top_k = max(1, min(msg.params.top_k, self._max_top_k))
@@ -124,37 +140,31 @@ class IndexStage:
             # Faces too small to embed have no vector, so they take no match from the list.
             hits_of_face = [] if face.too_small else next(matches)
             candidates = [
-                {
-                    "id": h.identity_id,
-                    "name": names[h.identity_id].name,
-                    **scored(h.score, calibration),
-                }
+                _candidate(h, names[h.identity_id].name, calibration)
                 for h in hits_of_face
                 if h.identity_id in names
             ]
-            top = hits_of_face[0] if candidates else None
-            known = top is not None and threshold is not None and top.score >= threshold
+            top = candidates[0] if candidates else None
+            known = top is not None and hits_of_face[0].score >= threshold
             faces.append(
-                {
-                    **face_json(face),
-                    "identity": {"id": candidates[0]["id"], "name": candidates[0]["name"]}
-                    if known
-                    else None,
-                    "similarity": candidates[0]["similarity"] if candidates else None,
-                    "confidence": candidates[0]["confidence"] if candidates else None,
-                    "candidates": candidates,
-                }
+                RecognizedFace(
+                    **Face.of(face).model_dump(),
+                    identity=IdentityRef(id=top.id, name=top.name) if top and known else None,
+                    similarity=top.similarity if top else None,
+                    confidence=top.confidence if top else None,
+                    candidates=candidates,
+                )
             )
         image = msg.images[0]
-        return {
-            "collection": collection,
-            "model": msg.model,
-            "threshold": threshold,
-            "image": {"width": image.width, "height": image.height},
-            "faces": faces,
-        }
+        return RecognizeResult(
+            collection=collection,
+            model=msg.model,
+            threshold=threshold,
+            image=ImageSize(width=image.width, height=image.height),
+            faces=faces,
+        )
 
-    def _batch(self, msg: PipelineMessage) -> dict[str, Any]:
+    def _batch(self, msg: PipelineMessage) -> BatchImageResult:
         """Recognise the image; keep each face that matched nobody as an unassigned face of
         the gallery, and group the new ones into people."""
         collection = _required(msg.params.collection, "collection")
@@ -163,52 +173,59 @@ class IndexStage:
         if status is None or text(status) == "cancelled":
             # Nothing of an image whose batch was cancelled or deleted is stored.
             raise BatchCancelled(f"batch {batch_id} was cancelled before this image was reached")
-        result = self._recognize(msg)
+        recognized = self._recognize(msg)
         image = msg.images[0]
         content = image.sha256 or msg.job_id
         vectors: Iterator[Vector] = iter(unpack_vectors(msg.vectors, msg.dim) if msg.dim else [])
         thumbnails = iter(msg.thumbnails)
         now = time.time()
         points = []
-        for index, (face, out) in enumerate(zip(msg.faces, result["faces"], strict=True)):
-            out["face_id"] = batch_face_id(msg.tenant, collection, content, index)
-            out["unassigned"] = False
-            if face.too_small:
-                continue
-            vector, jpeg = next(vectors), next(thumbnails, b"")
-            if out["identity"] is None and msg.model is not None:
-                out["unassigned"] = True
-                points.append(
-                    FacePoint(
-                        id=out["face_id"],
-                        vector=vector,
-                        tenant=msg.tenant,
-                        collection=collection,
-                        identity_id="",
-                        extra={
-                            "image": image.name,
-                            "bbox": out["bbox"],
-                            "batch_id": msg.params.batch_id,
-                            "thumbnail": thumbnail_text(jpeg),
-                            "created_at": now,
-                            "model": msg.model,
-                        },
-                        pool=UNASSIGNED,
+        faces = []
+        for index, (face, seen) in enumerate(zip(msg.faces, recognized.faces, strict=True)):
+            point_id = batch_face_id(msg.tenant, collection, content, index)
+            # Too small faces have no vector; faces of a job without a model match nobody
+            # but have nothing to keep either.
+            keep = not face.too_small and seen.identity is None and msg.model is not None
+            if not face.too_small:
+                vector, jpeg = next(vectors), next(thumbnails, b"")
+                if keep:
+                    points.append(
+                        FacePoint(
+                            id=point_id,
+                            vector=vector,
+                            tenant=msg.tenant,
+                            collection=collection,
+                            identity_id="",
+                            extra={
+                                "image": image.name,
+                                "bbox": seen.bbox,
+                                "batch_id": msg.params.batch_id,
+                                "thumbnail": thumbnail_text(jpeg),
+                                "created_at": now,
+                                "model": msg.model,
+                            },
+                            pool=UNASSIGNED,
+                        )
                     )
-                )
+            faces.append(BatchFace(**seen.model_dump(), face_id=point_id, unassigned=keep))
         if points and msg.model is not None:
             self._index.upsert(msg.model, msg.dim, points)
             self._people.group(
                 msg.model, msg.tenant, collection, [(p.id, p.vector) for p in points]
             )
-        result["image"]["name"] = image.name
-        return result
+        return BatchImageResult(
+            collection=recognized.collection,
+            model=recognized.model,
+            threshold=recognized.threshold,
+            image=NamedImage(width=image.width, height=image.height, name=image.name),
+            faces=faces,
+        )
 
     def batch_done(self, tenant: str, collection: str) -> None:
         """A batch finished: faces still in no person get another chance."""
         self._people.regroup(tenant, collection)
 
-    def _enroll(self, msg: PipelineMessage) -> dict[str, Any]:
+    def _enroll(self, msg: PipelineMessage) -> EnrolResult:
         collection = _required(msg.params.collection, "collection")
         identity = _required(msg.params.identity_id, "identity_id")
         record = self._records(msg.tenant, collection, [identity]).get(identity)
@@ -226,13 +243,15 @@ class IndexStage:
         thumbnails = iter(msg.thumbnails)
         vectors: Iterator[Vector] = iter(unpack_vectors(msg.vectors, msg.dim) if msg.dim else [])
         now = time.time()
-        points, stored, duplicates = [], [], []
+        points: list[FacePoint] = []
+        stored: list[EnrolledFace] = []
+        duplicates: list[DuplicateImage] = []
         for face in faces:
             vector, jpeg = next(vectors), next(thumbnails, b"")
             ref = refs[face.image]
             if ref.sha256 and ref.sha256 in known:
                 duplicates.append(
-                    {"image": ref.name, "sha256": ref.sha256, "face_id": known[ref.sha256]}
+                    DuplicateImage(image=ref.name, sha256=ref.sha256, face_id=known[ref.sha256])
                 )
                 continue
             point_id = (
@@ -242,7 +261,7 @@ class IndexStage:
             )
             if ref.sha256:
                 known[ref.sha256] = point_id
-            out = face_json(face)
+            out = Face.of(face)
             points.append(
                 FacePoint(
                     id=point_id,
@@ -253,33 +272,31 @@ class IndexStage:
                     extra={
                         "image": ref.name,
                         "sha256": ref.sha256 or "",
-                        "bbox": out["bbox"],
+                        "bbox": out.bbox,
                         "thumbnail": thumbnail_text(jpeg),
                         "created_at": now,
                         "model": msg.model,
                     },
                 )
             )
-            stored.append({"face_id": point_id, "image": ref.name, **out})
+            stored.append(EnrolledFace(**out.model_dump(), face_id=point_id, image=ref.name))
         if points and msg.model is not None:
             self._index.upsert(msg.model, msg.dim, points)
-        return {
-            "identity_id": identity,
-            "identity_name": record.name,
-            "faces": stored,
-            "duplicates": duplicates,
-            "refused": [
-                {
-                    "image": ref.name,
-                    "reason": ref.refused.value,
-                    "detail": REFUSAL_DETAILS[ref.refused],
-                }
+        return EnrolResult(
+            identity_id=identity,
+            identity_name=record.name,
+            faces=stored,
+            duplicates=duplicates,
+            refused=[
+                RefusedImage(
+                    image=ref.name, reason=ref.refused, detail=REFUSAL_DETAILS[ref.refused]
+                )
                 for ref in msg.images
                 if ref.refused is not None
             ],
-        }
+        )
 
-    def _verify_identity(self, msg: PipelineMessage) -> dict[str, Any]:
+    def _verify_identity(self, msg: PipelineMessage) -> VerifyIdentityResult:
         collection = _required(msg.params.collection, "collection")
         identity = _required(msg.params.identity_id, "identity_id")
         record = self._records(msg.tenant, collection, [identity]).get(identity)
@@ -292,18 +309,16 @@ class IndexStage:
             hits = self._index.search(
                 msg.model, vectors, Scope(msg.tenant, collection, identity), limit=1
             )[0]
-        return {
-            "identity": {"id": record.id, "name": record.name},
-            "same": bool(hits) and hits[0].score >= threshold,
-            **(
-                scored(hits[0].score, calibration)
-                if hits
-                else {"similarity": None, "confidence": None}
-            ),
-            "threshold": threshold,
-            "model": msg.model,
-            "face": face_json(msg.faces[0]),
-        }
+        scores = scored(hits[0].score, calibration) if hits else None
+        return VerifyIdentityResult(
+            identity=IdentityRef(id=record.id, name=record.name),
+            same=bool(hits) and hits[0].score >= threshold,
+            similarity=scores.similarity if scores else None,
+            confidence=scores.confidence if scores else None,
+            threshold=threshold,
+            model=msg.model,
+            face=Face.of(msg.faces[0]),
+        )
 
     def admin(self, msg: AdminMessage) -> dict[str, Any]:
         if msg.op in PEOPLE_OPS:
@@ -442,6 +457,13 @@ def _required(value: str | None, name: str) -> str:
     if not value:
         raise InvalidInput(f"{name} is required")
     return value
+
+
+def _candidate(hit: Hit, name: str, calibration: Calibration | None) -> Candidate:
+    scores = scored(hit.score, calibration)
+    return Candidate(
+        id=hit.identity_id, name=name, similarity=scores.similarity, confidence=scores.confidence
+    )
 
 
 def _best_per_identity(hits: list[Hit], top_k: int) -> list[Hit]:

@@ -3,6 +3,7 @@
 import hashlib
 from typing import Annotated, Any
 
+from facerec_common.batches import BatchLine
 from facerec_common.errors import FaceRecError, InvalidInput, NotFound
 from facerec_common.logs import current_job
 from facerec_common.messages import AdminOp, ImageRef, JobKind, JobParams, PipelineMessage
@@ -14,6 +15,7 @@ from pydantic import AnyHttpUrl, BaseModel, Field
 from facerec_gateway.admin import index_admin
 from facerec_gateway.auth import AdminKey, ReadTenant, WriteTenant
 from facerec_gateway.batches import Admission
+from facerec_gateway.bodies import AddedImages, BatchBody
 from facerec_gateway.deps import CollectionPath, Services, ServicesDep, UuidPath
 from facerec_gateway.ids import sortable_id
 from facerec_gateway.limits import queue_lengths
@@ -35,6 +37,16 @@ class NewBatch(BaseModel):
     callback_url: AnyHttpUrl | None = None
 
 
+class BatchList(BaseModel):
+    batches: list[BatchBody]
+
+
+class BatchResultsPage(BaseModel):
+    results: list[BatchLine]
+    # Pass back as ``cursor`` for the next page; null on the last one.
+    next_cursor: int | None
+
+
 class ImageLookup(BaseModel):
     sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(max_length=1000)
 
@@ -47,7 +59,7 @@ async def _batch(services: Services, tenant: str, collection: str, batch_id: str
     return batch
 
 
-@router.post("/collections/{collection}/batches", status_code=201)
+@router.post("/collections/{collection}/batches", status_code=201, response_model=BatchBody)
 async def create_batch(
     collection: CollectionPath,
     services: ServicesDep,
@@ -69,7 +81,11 @@ async def create_batch(
     )
 
 
-@router.get("/collections/{collection}/batches")
+@router.get(
+    "/collections/{collection}/batches",
+    response_model=BatchList,
+    response_model_exclude_unset=True,
+)
 async def list_batches(
     collection: CollectionPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
@@ -77,7 +93,11 @@ async def list_batches(
     return {"batches": await services.batches.all(tenant, collection)}
 
 
-@router.get("/collections/{collection}/batches/{batch_id}")
+@router.get(
+    "/collections/{collection}/batches/{batch_id}",
+    response_model=BatchBody,
+    response_model_exclude_unset=True,
+)
 async def get_batch(
     collection: CollectionPath, batch_id: UuidPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
@@ -85,7 +105,11 @@ async def get_batch(
     return await _batch(services, tenant, collection, batch_id)
 
 
-@router.post("/collections/{collection}/batches/{batch_id}/images", status_code=202)
+@router.post(
+    "/collections/{collection}/batches/{batch_id}/images",
+    status_code=202,
+    response_model=AddedImages,
+)
 async def add_images(
     collection: CollectionPath,
     batch_id: UuidPath,
@@ -178,7 +202,11 @@ def _problem(exc: FaceRecError) -> dict[str, Any]:
     return problem_body(exc.code, exc.title, exc.detail, STATUS_BY_CODE.get(exc.code, 422))
 
 
-@router.post("/collections/{collection}/batches/{batch_id}/close")
+@router.post(
+    "/collections/{collection}/batches/{batch_id}/close",
+    response_model=BatchBody,
+    response_model_exclude_unset=True,
+)
 async def close_batch(
     collection: CollectionPath, batch_id: UuidPath, services: ServicesDep, tenant: WriteTenant
 ) -> dict[str, Any]:
@@ -190,7 +218,11 @@ async def close_batch(
     return await _batch(services, tenant, collection, batch_id)
 
 
-@router.post("/collections/{collection}/batches/{batch_id}/cancel")
+@router.post(
+    "/collections/{collection}/batches/{batch_id}/cancel",
+    response_model=BatchBody,
+    response_model_exclude_unset=True,
+)
 async def cancel_batch(
     collection: CollectionPath, batch_id: UuidPath, services: ServicesDep, tenant: WriteTenant
 ) -> dict[str, Any]:
@@ -236,14 +268,15 @@ async def batch_results(
     tenant: ReadTenant,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[int, Query(ge=0, description="next_cursor of the previous page")] = 0,
-) -> dict[str, Any]:
+) -> BatchResultsPage:
     """Per-image results in the order images finished."""
     await _batch(services, tenant, collection, batch_id)
     results, next_cursor = await services.batches.results(batch_id, limit, cursor)
-    for result in results:
-        if result.get("error"):
-            result["error"] = stored_problem(result["error"])
-    return {"results": results, "next_cursor": next_cursor}
+    lines = [BatchLine.model_validate(result) for result in results]
+    for line in lines:
+        if line.error:
+            line.error = stored_problem(line.error)
+    return BatchResultsPage(results=lines, next_cursor=next_cursor)
 
 
 @router.post("/collections/{collection}/images/lookup")

@@ -3,6 +3,7 @@ from typing import Annotated, Any
 from facerec_common.errors import IdentityNotFound
 from facerec_common.identities import IdentityRecord
 from facerec_common.messages import AdminOp, JobKind, JobParams
+from facerec_common.results import EnrolResult, RecognizeResult, VerifyIdentityResult
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -10,8 +11,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 from facerec_gateway.admin import index_admin
 from facerec_gateway.auth import ReadTenant, WriteTenant
+from facerec_gateway.bodies import GalleryBody, IdentityBody
 from facerec_gateway.deps import CollectionPath, IdentityPath, ServicesDep, UuidPath
 from facerec_gateway.fields import Metadata, Name
+from facerec_gateway.jobs import JobBody
+from facerec_gateway.responses import job_responses
 from facerec_gateway.routes.images import (
     ConfidenceQuery,
     MaxFacesQuery,
@@ -35,6 +39,12 @@ class IdentityChanges(BaseModel):
 
     name: Name | None = None
     metadata: Metadata | None = None
+
+
+class IdentityPage(BaseModel):
+    identities: list[IdentityBody]
+    # Pass back as ``cursor`` for the next page; null on the last one.
+    next_cursor: str | None
 
 
 AllowDuplicateName = Annotated[
@@ -65,7 +75,7 @@ class GallerySettings(BaseModel):
     threshold: float | None = Field(None, ge=-1, le=1)
 
 
-@router.get("/{collection}")
+@router.get("/{collection}", response_model=GalleryBody)
 async def get_collection(
     collection: CollectionPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
@@ -73,7 +83,7 @@ async def get_collection(
     return await services.identities.collection(tenant, collection)
 
 
-@router.put("/{collection}", status_code=201, response_model=None)
+@router.put("/{collection}", status_code=201, response_model=GalleryBody)
 async def create_collection(
     collection: CollectionPath, services: ServicesDep, tenant: WriteTenant
 ) -> JSONResponse:
@@ -86,7 +96,7 @@ async def create_collection(
     )
 
 
-@router.patch("/{collection}")
+@router.patch("/{collection}", response_model=GalleryBody)
 async def update_collection(
     collection: CollectionPath, body: GallerySettings, services: ServicesDep, tenant: WriteTenant
 ) -> dict[str, Any]:
@@ -116,7 +126,7 @@ async def delete_collection(
     }
 
 
-@router.post("/{collection}/identities", status_code=201)
+@router.post("/{collection}/identities", status_code=201, response_model=IdentityBody)
 async def create_identity(
     collection: CollectionPath,
     body: NewIdentity,
@@ -140,7 +150,7 @@ def identity_created(collection: str, record: IdentityRecord, face_count: int) -
     )
 
 
-@router.get("/{collection}/identities")
+@router.get("/{collection}/identities", response_model=IdentityPage)
 async def list_identities(
     collection: CollectionPath,
     services: ServicesDep,
@@ -178,7 +188,7 @@ async def _existing(
     return record
 
 
-@router.get("/{collection}/identities/{identity_id}")
+@router.get("/{collection}/identities/{identity_id}", response_model=IdentityBody)
 async def get_identity(
     collection: CollectionPath, identity_id: IdentityPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
@@ -187,7 +197,7 @@ async def get_identity(
     return identity_body(record, face_count=counted["count"])
 
 
-@router.patch("/{collection}/identities/{identity_id}")
+@router.patch("/{collection}/identities/{identity_id}", response_model=IdentityBody)
 async def update_identity(
     collection: CollectionPath,
     identity_id: IdentityPath,
@@ -273,7 +283,12 @@ async def delete_identity(
     }
 
 
-@router.post("/{collection}/identities/{identity_id}/faces", status_code=202, response_model=None)
+@router.post(
+    "/{collection}/identities/{identity_id}/faces",
+    status_code=202,
+    response_model=None,
+    responses=job_responses(JobBody[EnrolResult]),
+)
 async def enroll(
     collection: CollectionPath,
     identity_id: IdentityPath,
@@ -291,7 +306,12 @@ async def enroll(
     return await submit_images(services, tenant, JobKind.ENROLL, image, params, wait)
 
 
-@router.post("/{collection}/recognize", status_code=202, response_model=None)
+@router.post(
+    "/{collection}/recognize",
+    status_code=202,
+    response_model=None,
+    responses=job_responses(JobBody[RecognizeResult]),
+)
 async def recognize(
     collection: CollectionPath,
     services: ServicesDep,
@@ -315,7 +335,12 @@ async def recognize(
     return await submit_images(services, tenant, JobKind.RECOGNIZE, [image], params, wait)
 
 
-@router.post("/{collection}/identities/{identity_id}/verify", status_code=202, response_model=None)
+@router.post(
+    "/{collection}/identities/{identity_id}/verify",
+    status_code=202,
+    response_model=None,
+    responses=job_responses(JobBody[VerifyIdentityResult]),
+)
 async def verify_identity(
     collection: CollectionPath,
     identity_id: IdentityPath,

@@ -2,11 +2,14 @@ from typing import Annotated
 
 from facerec_common.errors import InvalidInput
 from facerec_common.messages import JobKind, JobParams
+from facerec_common.results import DetectResult, VerifyResult
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import JSONResponse
 
 from facerec_gateway.auth import ReadTenant
 from facerec_gateway.deps import ServicesDep
+from facerec_gateway.jobs import JobBody
+from facerec_gateway.responses import job_responses
 from facerec_gateway.routes.jobs import WaitQuery
 from facerec_gateway.submit import submit_images
 
@@ -31,7 +34,9 @@ def threshold_params(threshold: float | None, confidence: float | None) -> dict[
     return {"threshold": threshold, "confidence_threshold": confidence}
 
 
-@router.post("/detect", status_code=202, response_model=None)
+@router.post(
+    "/detect", status_code=202, response_model=None, responses=job_responses(JobBody[DetectResult])
+)
 async def detect(
     services: ServicesDep,
     tenant: ReadTenant,
@@ -44,7 +49,9 @@ async def detect(
     return await submit_images(services, tenant, JobKind.DETECT, [image], params, wait)
 
 
-@router.post("/verify", status_code=202, response_model=None)
+@router.post(
+    "/verify", status_code=202, response_model=None, responses=job_responses(JobBody[VerifyResult])
+)
 async def verify(
     services: ServicesDep,
     tenant: ReadTenant,

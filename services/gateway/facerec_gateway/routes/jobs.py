@@ -6,8 +6,9 @@ from fastapi.responses import JSONResponse
 
 from facerec_gateway.auth import ReadTenant
 from facerec_gateway.deps import ServicesDep
+from facerec_gateway.jobs import AnyJobBody
 from facerec_gateway.problems import JobNotFound
-from facerec_gateway.responses import answer
+from facerec_gateway.responses import answer, job_responses
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -17,7 +18,7 @@ WaitQuery = Annotated[
 ]
 
 
-@router.get("/jobs/{job_id}", response_model=None)
+@router.get("/jobs/{job_id}", response_model=None, responses=job_responses(AnyJobBody))
 async def get_job(
     job_id: str, services: ServicesDep, tenant: ReadTenant, wait: WaitQuery = 0
 ) -> JSONResponse:

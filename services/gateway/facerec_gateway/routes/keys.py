@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from facerec_gateway.admin import index_admin
 from facerec_gateway.auth import AdminKey
+from facerec_gateway.bodies import KeyBody, NewKeyBody
 from facerec_gateway.deps import ServicesDep
 from facerec_gateway.keys import KeyScope
 from facerec_gateway.problems import Forbidden
@@ -25,7 +26,11 @@ class NewKey(BaseModel):
     rate_limit_per_minute: int | None = Field(None, ge=1)
 
 
-@router.post("/keys", status_code=201)
+class KeyList(BaseModel):
+    keys: list[KeyBody]
+
+
+@router.post("/keys", status_code=201, response_model=NewKeyBody)
 async def create_key(body: NewKey, key: AdminKey, services: ServicesDep) -> JSONResponse:
     """A new key for this tenant. The key itself is in this answer only; store it."""
     if body.tenant is not None and body.tenant != key.tenant:
@@ -36,7 +41,7 @@ async def create_key(body: NewKey, key: AdminKey, services: ServicesDep) -> JSON
     return JSONResponse({**record.body(), "key": secret}, status_code=201)
 
 
-@router.get("/keys")
+@router.get("/keys", response_model=KeyList)
 async def list_keys(
     key: AdminKey,
     services: ServicesDep,

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from facerec_gateway.admin import index_admin
 from facerec_gateway.auth import ReadTenant, WriteTenant, existing_collection
+from facerec_gateway.bodies import IdentityBody
 from facerec_gateway.deps import CollectionPath, ServicesDep, UuidPath
 from facerec_gateway.routes.collections import AllowDuplicateName, NewIdentity, identity_created
 
@@ -49,7 +50,7 @@ async def get_person(
     return await index_admin(services, AdminOp.PERSON, tenant, collection, person_id=person_id)
 
 
-@router.post("/{person_id}/name", status_code=201)
+@router.post("/{person_id}/name", status_code=201, response_model=IdentityBody)
 async def name_person(
     collection: CollectionPath,
     person_id: UuidPath,

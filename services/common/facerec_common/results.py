@@ -1,0 +1,150 @@
+"""What each job kind answers: one model per result and per face.
+
+The stage that finishes a job builds its result from these models and nothing changes it
+afterwards; the job record stores it as JSON, the gateway documents it in its OpenAPI
+schema from the same models, and the batch ledger reads a batch image's faces through
+them. A field renamed here is renamed for every reader at once, or fails type checking.
+"""
+
+from pydantic import BaseModel
+
+from facerec_common.messages import DetectedFace, Refusal
+
+
+class Face(BaseModel):
+    """A detected face as every result shows it."""
+
+    bbox: list[float]  # x1, y1, x2, y2 in pixels of the image
+    landmarks: list[list[float]]  # 5 points: eyes, nose, mouth corners
+    det_score: float
+    # Smaller than the minimum size: reported, but neither embedded nor matched.
+    too_small: bool
+
+    @classmethod
+    def of(cls, face: DetectedFace) -> "Face":
+        return cls(
+            bbox=[round(v, 2) for v in face.bbox],
+            landmarks=[[round(x, 2), round(y, 2)] for x, y in face.landmarks],
+            det_score=round(face.det_score, 4),
+            too_small=face.too_small,
+        )
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class NamedImage(ImageSize):
+    name: str
+
+
+class Scores(BaseModel):
+    """A similarity (cosine) and, where the model pack is calibrated, its confidence."""
+
+    similarity: float
+    confidence: float | None
+
+
+class IdentityRef(BaseModel):
+    id: str
+    name: str
+
+
+class Candidate(Scores):
+    id: str
+    name: str
+
+
+class RecognizedFace(Face):
+    # Null: nobody in the gallery is above the threshold.
+    identity: IdentityRef | None
+    # The best candidate's scores (null without candidates).
+    similarity: float | None
+    confidence: float | None
+    candidates: list[Candidate]
+
+
+class BatchFace(RecognizedFace):
+    face_id: str
+    # Matched nobody and kept as one of the gallery's unassigned faces.
+    unassigned: bool
+
+
+class DetectResult(BaseModel):
+    image: ImageSize
+    faces: list[Face]
+
+
+class VerifyResult(Scores):
+    same: bool
+    threshold: float
+    model: str
+    faces: list[Face]
+
+
+class RecognizeResult(BaseModel):
+    collection: str
+    model: str | None
+    threshold: float
+    image: ImageSize
+    faces: list[RecognizedFace]
+
+
+class BatchImageResult(BaseModel):
+    """One image of a batch: recognised, with the faces that matched nobody kept."""
+
+    collection: str
+    model: str | None
+    threshold: float
+    image: NamedImage
+    faces: list[BatchFace]
+
+
+class EnrolledFace(Face):
+    face_id: str
+    image: str
+
+
+class DuplicateImage(BaseModel):
+    """An image the identity has already: reported, not stored twice."""
+
+    image: str
+    sha256: str
+    face_id: str
+
+
+class RefusedImage(BaseModel):
+    image: str
+    reason: Refusal
+    detail: str
+
+
+class EnrolResult(BaseModel):
+    identity_id: str
+    identity_name: str
+    faces: list[EnrolledFace]
+    duplicates: list[DuplicateImage]
+    refused: list[RefusedImage]
+
+
+class VerifyIdentityResult(BaseModel):
+    identity: IdentityRef
+    same: bool
+    # Null when the identity has no face to compare with.
+    similarity: float | None
+    confidence: float | None
+    threshold: float
+    model: str | None
+    face: Face
+
+
+# Every result a job can end with; which one is set by the job's kind.
+JobResult = (
+    DetectResult
+    | VerifyResult
+    | RecognizeResult
+    | BatchImageResult
+    | EnrolResult
+    | VerifyIdentityResult
+)
