@@ -1,5 +1,6 @@
 # Shared by scripts/start.sh and scripts/test.sh: install what the project needs on a fresh
-# Debian machine with Python 3.11 (uv in a private tools venv, redis-server from Debian),
+# Debian machine with Python 3.11 (uv in a private tools venv, redis-server and, for the
+# browser tests, chromium from Debian),
 # then the locked Python environment.
 set -euo pipefail
 
@@ -26,6 +27,18 @@ ensure_redis() {
         [ "$(id -u)" -ne 0 ] && sudo="sudo"
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    fi
+}
+
+ensure_chromium() {
+    # The web page's browser tests drive Debian's chromium (Playwright never downloads one),
+    # with a font for its screenshots.
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "setup: installing chromium from Debian" >&2
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
     fi
 }
 

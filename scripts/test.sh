@@ -4,6 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 ensure_uv
 ensure_redis
+ensure_chromium
 ensure_checkov
 sync_env
 cd "$ROOT"

@@ -37,6 +37,7 @@ from facerec_gateway.routes import (
     jobs,
     keys,
     people,
+    web,
 )
 from facerec_gateway.settings import GatewaySettings
 
@@ -110,6 +111,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     for module in (health, jobs, images, collections, batches, people, keys, dead_letters):
         app.include_router(module.router, responses=PROBLEM_RESPONSES)
+    app.include_router(web.router)  # the web page at /
     generated = app.openapi
 
     def openapi() -> dict[str, Any]:
