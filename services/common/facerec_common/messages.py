@@ -40,6 +40,26 @@ class JobParams(BaseModel):
     max_faces: int | None = None
     largest_face: bool = False
     batch_id: str | None = None
+    # Smallest face wanted (pixels of the original image): sizes the detector's passes.
+    min_face_size: int | None = None
+    # One coarse detector pass only: faster, misses faces much smaller than 1/20 of the image.
+    fast: bool = False
+
+
+class DetectionPass(BaseModel):
+    """One look of the detector at an image: the scale of the original, its input size."""
+
+    scale: float
+    width: int
+    height: int
+
+
+class Detection(BaseModel):
+    """How an image was searched for faces."""
+
+    passes: list[DetectionPass]
+    # Faces down to this size (shorter box side, original pixels) are looked for.
+    min_face_size: int
 
 
 class ImageRef(BaseModel):
@@ -49,6 +69,7 @@ class ImageRef(BaseModel):
     height: int = 0
     refused: Refusal | None = None
     sha256: str | None = None  # batch images: the content hash the image is known by
+    detection: Detection | None = None
 
 
 class DetectedFace(BaseModel):

@@ -8,7 +8,7 @@ them. A field renamed here is renamed for every reader at once, or fails type ch
 
 from pydantic import BaseModel
 
-from facerec_common.messages import DetectedFace, Refusal
+from facerec_common.messages import DetectedFace, Detection, Refusal
 
 
 class Face(BaseModel):
@@ -33,6 +33,8 @@ class Face(BaseModel):
 class ImageSize(BaseModel):
     width: int
     height: int
+    # The detector's passes over this image and the smallest face they look for.
+    detection: Detection | None = None
 
 
 class NamedImage(ImageSize):

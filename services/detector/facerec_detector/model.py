@@ -10,6 +10,8 @@ from facerec_common.metrics import MODEL_INFERENCE, timed
 from facerec_runtime.loader import LoadedModel
 from insightface.utils import face_align
 
+from facerec_detector.passes import DetectionPass
+
 
 @dataclass(frozen=True)
 class Detections:
@@ -22,24 +24,52 @@ class FaceDetector:
     def __init__(self, loaded: LoadedModel, det_size: int, det_thresh: float) -> None:
         self._model = loaded.model
         self.providers = loaded.providers
-        self._size = (det_size, det_size)
-        self._model.prepare(0, input_size=self._size, det_thresh=det_thresh)
+        self._det_size = det_size
+        self._model.prepare(0, input_size=(det_size, det_size), det_thresh=det_thresh)
 
-    def detect(self, image: npt.NDArray[np.uint8], max_faces: int) -> Detections:
-        """Faces in a BGR image, the ``max_faces`` largest, largest first."""
-        with timed(MODEL_INFERENCE.labels("detection")):
-            dets, kps = self._model.detect(image, input_size=self._size)
-        boxes = dets[:, :4].astype(np.float32)
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    def detect(
+        self, image: npt.NDArray[np.uint8], max_faces: int, passes: list[DetectionPass]
+    ) -> Detections:
+        """Faces in a BGR image, the ``max_faces`` largest, largest first, found by the
+        ``passes`` (see ``facerec_detector.passes``) and merged so that each face comes
+        out once."""
+        boxes, scores, landmarks = [], [], []
+        for look in passes:
+            with timed(MODEL_INFERENCE.labels("detection")):
+                dets, kps = self._model.detect(image, input_size=(look.width, look.height))
+            if len(dets) == 0:
+                continue
+            points = np.asarray(kps, dtype=np.float32).reshape(-1, 5, 2)
+            sides = np.minimum(dets[:, 2] - dets[:, 0], dets[:, 3] - dets[:, 1])
+            keep = (sides >= look.min_face) & (sides <= look.max_face)
+            boxes.append(dets[keep, :4])
+            scores.append(dets[keep, 4])
+            landmarks.append(points[keep])
+        if not boxes:
+            return Detections(
+                boxes=np.empty((0, 4), dtype=np.float32),
+                scores=np.empty((0,), dtype=np.float32),
+                landmarks=np.empty((0, 5, 2), dtype=np.float32),
+            )
+        all_boxes = np.concatenate(boxes).astype(np.float32)
+        all_scores = np.concatenate(scores).astype(np.float32)
+        all_points = np.concatenate(landmarks).astype(np.float32)
+        if len(passes) > 1:
+            # Faces where two passes' bands overlap are found twice: keep the surer one.
+            by_score = np.argsort(-all_scores, kind="stable")
+            dets = np.hstack([all_boxes, all_scores[:, None]])[by_score]
+            kept = by_score[self._model.nms(dets)]
+            all_boxes, all_scores, all_points = all_boxes[kept], all_scores[kept], all_points[kept]
+        areas = (all_boxes[:, 2] - all_boxes[:, 0]) * (all_boxes[:, 3] - all_boxes[:, 1])
         order = np.argsort(-areas, kind="stable")[:max_faces]
         return Detections(
-            boxes=boxes[order],
-            scores=dets[order, 4].astype(np.float32),
-            landmarks=np.asarray(kps, dtype=np.float32)[order].reshape(-1, 5, 2),
+            boxes=all_boxes[order], scores=all_scores[order], landmarks=all_points[order]
         )
 
     def warm_up(self) -> None:
-        self.detect(np.zeros((self._size[1], self._size[0], 3), dtype=np.uint8), 1)
+        size = self._det_size
+        look = DetectionPass(scale=1.0, width=size, height=size, min_face=0, max_face=1e9)
+        self.detect(np.zeros((size, size, 3), dtype=np.uint8), 1, [look])
 
 
 def align(

@@ -12,10 +12,15 @@ class DetectorSettings(ServiceSettings, RuntimeSettings):
     # Prometheus metrics at http://<host>:<port>/metrics (0: off).
     metrics_port: int = Field(9101, ge=0, le=65535)
 
-    # SCRFD input size (square); images are letterboxed to it.
+    # Longest side of the coarse detector pass; an image smaller than this is seen at its
+    # own size, never enlarged (see facerec_detector.passes).
     det_size: int = Field(640, ge=128, le=2048, multiple_of=32)
     det_thresh: float = Field(0.5, gt=0, lt=1)
-    # Faces whose shorter box side is below this are reported as too small, never matched.
-    min_face_size: int = Field(20, ge=1)
+    # The smallest face looked for (shorter box side, original pixels): it sizes the finer
+    # passes over large images; faces found below it are reported too_small, never matched.
+    min_face_size: int = Field(32, ge=8)
+    # Pixels the detector's passes over one image may add up to; past it, the finest pass
+    # is coarser and its result says the smallest face it looked for.
+    max_detect_pixels: int = Field(16_000_000, ge=100_000)
     # At most this many faces per image (the largest) are embedded and matched.
-    max_faces: int = Field(64, ge=1)
+    max_faces: int = Field(100, ge=1)

@@ -7,11 +7,19 @@ import numpy as np
 import numpy.typing as npt
 from facerec_common.codec import CROP_SIZE, pack_crops
 from facerec_common.errors import FaceRecError, NoFaceFound
-from facerec_common.messages import DetectedFace, JobKind, PipelineMessage, Refusal
+from facerec_common.messages import (
+    DetectedFace,
+    Detection,
+    DetectionPass,
+    JobKind,
+    PipelineMessage,
+    Refusal,
+)
 from facerec_common.metrics import FACES_PER_IMAGE
 from facerec_common.results import DetectResult, Face, ImageSize
 from facerec_common.worker import StageOutcome
 
+from facerec_detector import passes
 from facerec_detector.decode import decode_bgr
 from facerec_detector.model import FaceDetector, align
 from facerec_detector.settings import DetectorSettings
@@ -42,7 +50,22 @@ class DetectStage:
                 )
             pixels = decode_bgr(data, self._settings, ref.name)
             ref.height, ref.width = pixels.shape[:2]
-            image_faces = self._faces(ref.index, pixels, max_faces)
+            min_face = msg.params.min_face_size or self._settings.min_face_size
+            looks = passes.plan(
+                ref.width,
+                ref.height,
+                min_face,
+                self._settings.det_size,
+                self._settings.max_detect_pixels,
+                fast=msg.params.fast,
+            )
+            ref.detection = Detection(
+                passes=[
+                    DetectionPass(scale=p.scale, width=p.width, height=p.height) for p in looks
+                ],
+                min_face_size=max(min_face, passes.smallest_face(looks)),
+            )
+            image_faces = self._faces(ref.index, pixels, max_faces, looks, min_face)
             chosen = self._choose(msg, ref.name, image_faces)
             if msg.kind in ONE_FACE_KINDS:
                 refusal = self._refusal(image_faces, chosen, msg.params.largest_face)
@@ -68,9 +91,14 @@ class DetectStage:
         return StageOutcome(forward=msg)
 
     def _faces(
-        self, image_index: int, pixels: npt.NDArray[np.uint8], max_faces: int
+        self,
+        image_index: int,
+        pixels: npt.NDArray[np.uint8],
+        max_faces: int,
+        looks: list[passes.DetectionPass],
+        min_face: int,
     ) -> list[DetectedFace]:
-        found = self._detector.detect(pixels, max_faces)
+        found = self._detector.detect(pixels, max_faces, looks)
         FACES_PER_IMAGE.observe(len(found.boxes))
         faces = []
         for box, score, points in zip(found.boxes, found.scores, found.landmarks, strict=True):
@@ -80,7 +108,7 @@ class DetectStage:
                 landmarks=[[float(x), float(y)] for x, y in points],
                 det_score=float(score),
             )
-            face.too_small = face.size < self._settings.min_face_size
+            face.too_small = face.size < min_face
             faces.append(face)
         return faces
 
@@ -107,6 +135,6 @@ class DetectStage:
 def detect_result(msg: PipelineMessage) -> DetectResult:
     image = msg.images[0]
     return DetectResult(
-        image=ImageSize(width=image.width, height=image.height),
+        image=ImageSize(width=image.width, height=image.height, detection=image.detection),
         faces=[Face.of(face) for face in msg.faces],
     )

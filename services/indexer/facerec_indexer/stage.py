@@ -160,7 +160,7 @@ class IndexStage:
             collection=collection,
             model=msg.model,
             threshold=threshold,
-            image=ImageSize(width=image.width, height=image.height),
+            image=ImageSize(width=image.width, height=image.height, detection=image.detection),
             faces=faces,
         )
 
@@ -217,7 +217,9 @@ class IndexStage:
             collection=recognized.collection,
             model=recognized.model,
             threshold=recognized.threshold,
-            image=NamedImage(width=image.width, height=image.height, name=image.name),
+            image=NamedImage(
+                width=image.width, height=image.height, name=image.name, detection=image.detection
+            ),
             faces=faces,
         )
 

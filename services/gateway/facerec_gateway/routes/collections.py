@@ -18,7 +18,9 @@ from facerec_gateway.jobs import JobBody
 from facerec_gateway.responses import job_responses
 from facerec_gateway.routes.images import (
     ConfidenceQuery,
+    FastQuery,
     MaxFacesQuery,
+    MinFaceSizeQuery,
     ThresholdQuery,
     threshold_params,
 )
@@ -320,6 +322,8 @@ async def recognize(
     threshold: ThresholdQuery = None,
     confidence_threshold: ConfidenceQuery = None,
     max_faces: MaxFacesQuery = None,
+    min_face_size: MinFaceSizeQuery = None,
+    fast: FastQuery = False,
     top_k: Annotated[int, Query(ge=1, le=20)] = 1,
     wait: WaitQuery = 0,
 ) -> JSONResponse:
@@ -329,6 +333,8 @@ async def recognize(
     params = JobParams(
         collection=collection,
         max_faces=max_faces,
+        min_face_size=min_face_size,
+        fast=fast,
         top_k=top_k,
         **threshold_params(threshold, confidence_threshold),
     )

@@ -18,6 +18,19 @@ router = APIRouter(prefix="/v1", tags=["images"])
 MaxFacesQuery = Annotated[
     int | None, Query(ge=1, description="Keep at most this many (largest) faces")
 ]
+MinFaceSizeQuery = Annotated[
+    int | None,
+    Query(
+        ge=8,
+        le=4096,
+        description="Smallest face to look for, in pixels of the image (default 32); "
+        "smaller faces found are too_small",
+    ),
+]
+FastQuery = Annotated[
+    bool,
+    Query(description="One coarse detector pass: faster, misses faces under ~1/20 of the image"),
+]
 ThresholdQuery = Annotated[
     float | None,
     Query(ge=-1, le=1, description="Cosine similarity for 'same person'; default per model"),
@@ -42,10 +55,12 @@ async def detect(
     tenant: ReadTenant,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP")],
     max_faces: MaxFacesQuery = None,
+    min_face_size: MinFaceSizeQuery = None,
+    fast: FastQuery = False,
     wait: WaitQuery = 0,
 ) -> JSONResponse:
     """Every face in the image: box, 5 landmarks, detection score."""
-    params = JobParams(max_faces=max_faces)
+    params = JobParams(max_faces=max_faces, min_face_size=min_face_size, fast=fast)
     return await submit_images(services, tenant, JobKind.DETECT, [image], params, wait)
 
 
