@@ -1,5 +1,6 @@
 """What the HTTP benchmarks share: a private stack to measure, and percentiles."""
 
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -11,6 +12,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from stack import Stack, redis_server, running_stack
+
+
+def print_settings(stack: Stack) -> None:
+    """Every setting the private stack changes from the defaults, so a figure says what ran."""
+    print("private stack; settings it changes from the defaults:")
+    for name, value in sorted(stack.env.items()):
+        if name.startswith("FACEREC_") and os.environ.get(name) != value:
+            print(f"  {name}={'(a fresh key)' if 'KEY' in name else value}")
 
 
 def percentile(values: list[float], q: float) -> float:

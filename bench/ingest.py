@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 from faces import InProcess
-from harness import percentile, private_stack
+from harness import percentile, print_settings, private_stack
 from stack import Stack
 
 
@@ -74,6 +74,7 @@ def main() -> None:
     del model
 
     with private_stack() as (tmp, stack, api):
+        print_settings(stack)
         env = cli_env(stack, tmp)
 
         def recognize(data: bytes) -> float:

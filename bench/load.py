@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import redis
-from harness import percentile, private_stack
+from harness import percentile, print_settings, private_stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import images
@@ -190,15 +190,7 @@ def main() -> None:
         asyncio.run(run(args, args.url, args.redis_url, keys, identities))
         return
     with private_stack() as (_, stack, api):
-        changed = {
-            name: value
-            for name, value in stack.env.items()
-            if name.startswith("FACEREC_") and os.environ.get(name) != value
-        }
-        print("private stack; settings it changes from the defaults:")
-        for name in sorted(changed):
-            shown = "(a fresh key)" if "KEY" in name else changed[name]
-            print(f"  {name}={shown}")
+        print_settings(stack)
         keys, identities = setup(api, args.clients)
         asyncio.run(run(args, stack.url, stack.redis_url, keys, identities))
 

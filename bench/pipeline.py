@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from faces import InProcess
-from harness import percentile, private_stack
+from harness import percentile, print_settings, private_stack
 
 
 def main() -> None:
@@ -39,7 +39,8 @@ def main() -> None:
     inprocess_rate = len(files) / (time.perf_counter() - start)
     del model
 
-    with private_stack() as (_, _, api):
+    with private_stack() as (_, stack, api):
+        print_settings(stack)
 
         def recognize(data: bytes) -> int:
             response = api.post(
