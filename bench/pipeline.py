@@ -41,6 +41,7 @@ def main() -> None:
 
     with private_stack() as (_, stack, api):
         print_settings(stack)
+        api.put("/v1/collections/bench").raise_for_status()  # recognise needs a gallery
 
         def recognize(data: bytes) -> int:
             response = api.post(
