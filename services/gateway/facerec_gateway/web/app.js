@@ -790,6 +790,8 @@ function wire() {
     drop.classList.remove("over");
     choosePhoto(event.dataTransfer.files[0]);
   });
+  // A photo dropped beside the drop zone is not opened in place of the page.
+  for (const type of ["dragover", "drop"]) window.addEventListener(type, (event) => event.preventDefault());
   $("threshold").addEventListener("change", () => {
     state.thresholdTouched = true;
     $("threshold-value").textContent = $("threshold").value;
