@@ -131,6 +131,7 @@ def test_page_is_served_with_a_strict_content_security_policy(stack: Stack) -> N
         response = httpx.get(f"{stack.url}/web/{asset}")
         assert response.status_code == 200
         assert response.headers["content-security-policy"] == policy
+    assert httpx.head(f"{stack.url}/").status_code == 200
     assert httpx.get(f"{stack.url}/web/..%2Fapp.py").status_code == 404
     assert httpx.get(f"{stack.url}/web/nothing.js").status_code == 404
     # The page is no API: it is not in the OpenAPI document.

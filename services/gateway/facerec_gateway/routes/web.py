@@ -51,13 +51,13 @@ def _asset(name: str) -> Response:
     return Response(files.joinpath(name).read_bytes(), media_type=media_type, headers=HEADERS)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 async def page() -> Response:
     """The page itself."""
     return _asset("index.html")
 
 
-@router.get("/web/{name}")
+@router.api_route("/web/{name}", methods=["GET", "HEAD"])
 async def asset(name: str) -> Response:
     """The page's scripts and styles."""
     return _asset(name)

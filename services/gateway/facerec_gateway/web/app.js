@@ -206,6 +206,11 @@ function faceLabel(face, index) {
   return `Face ${index + 1}: unknown`;
 }
 
+function tagText(face) {
+  if (face.identity) return `${face.identity.name} ${percent(face.confidence)}`;
+  return face.too_small ? "too small" : "unknown";
+}
+
 function drawResult(result) {
   const box = $("result");
   box.replaceChildren();
@@ -226,11 +231,11 @@ function drawResult(result) {
       "button",
       {
         type: "button",
-        class: face.identity ? "face known" : "face unknown",
+        class: face.identity ? "face known" : face.too_small ? "face unknown small" : "face unknown",
         "aria-label": faceLabel(face, index),
         onclick: () => openEnrol(face, index),
       },
-      el("span", { class: "tag", text: face.identity ? `${face.identity.name} ${percent(face.confidence)}` : "unknown" }),
+      el("span", { class: "tag", text: tagText(face) }),
       candidates,
     );
     button.style.left = `${(100 * x1) / width}%`;
