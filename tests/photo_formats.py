@@ -81,6 +81,37 @@ def variants(jpeg: bytes) -> dict[str, bytes]:
     }
 
 
+def tiff_rgb16(rgb16: npt.NDArray[np.uint16], orientation: int) -> bytes:
+    """An uncompressed 16-bit RGB TIFF with an Orientation tag, written by hand: Pillow
+    cannot write 16-bit colour and OpenCV writes no orientation."""
+    height, width, _ = rgb16.shape
+    pixels = rgb16.astype("<u2").tobytes()
+    bits_at, pixels_at = 8, 16
+    ifd_at = pixels_at + len(pixels)
+    tags = [  # (tag, type 3 = SHORT / 4 = LONG, count, value or offset)
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 3, bits_at),
+        (259, 3, 1, 1),  # no compression
+        (262, 3, 1, 2),  # RGB
+        (273, 4, 1, pixels_at),
+        (274, 3, 1, orientation),
+        (277, 3, 1, 3),
+        (278, 4, 1, height),
+        (279, 4, 1, len(pixels)),
+        (284, 3, 1, 1),  # chunky
+    ]
+    out = bytearray(b"II*\x00" + struct.pack("<I", ifd_at))
+    out += struct.pack("<HHH", 16, 16, 16) + b"\0\0"  # BitsPerSample, at byte 8
+    out += pixels
+    out += struct.pack("<H", len(tags))
+    for tag, kind, count, value in tags:
+        packed = struct.pack("<H", value) + b"\0\0" if kind == 3 and count == 1 else None
+        out += struct.pack("<HHI", tag, kind, count) + (packed or struct.pack("<I", value))
+    out += struct.pack("<I", 0)
+    return bytes(out)
+
+
 def reference(name: str) -> str:
     """The variant a variant is compared with: grey files with the grey JPEG, so that the
     figure measures the format, not the loss of colour."""

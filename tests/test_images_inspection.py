@@ -19,7 +19,7 @@ from facerec_common.errors import (
 from facerec_common.images import FORMAT_NAMES, SUPPORTED_FORMATS, inspect_image
 from facerec_common.settings import ImageLimits
 from facerec_detector.decode import decode_bgr, to_8bit
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, TiffImagePlugin
 
 LIMITS = ImageLimits(max_image_bytes=1_000_000, max_image_pixels=2_000_000)
 
@@ -49,6 +49,31 @@ def test_exif_orientation_is_applied_before_detection() -> None:
     data = _jpeg_with_exif(image, exif)
     pixels = decode_bgr(data, LIMITS)
     assert pixels.shape == (60, 20, 3)
+
+
+@pytest.mark.parametrize(
+    "fmt", ["JPEG", "PNG", "WEBP", "TIFF", "HEIF", "AVIF", "TIFF16-grey", "TIFF16-colour"]
+)
+def test_exif_orientation_is_applied_once_in_every_format(fmt: str) -> None:
+    """Pillow's and OpenCV's TIFF readers turn the page themselves; the others leave it to
+    the detector. Each photo is turned exactly once."""
+    image = Image.new("RGB", (60, 20), "white")
+    if fmt == "TIFF16-colour":
+        data = formats.tiff_rgb16(np.full((20, 60, 3), 40_000, dtype=np.uint16), 6)
+        Image.open(io.BytesIO(data)).load()  # a valid file, to Pillow too
+        assert decode_bgr(data, LIMITS).shape == (60, 20, 3)
+        return
+    if fmt == "TIFF16-grey":
+        image = Image.fromarray(np.full((20, 60), 40_000, dtype=np.uint16))
+    if fmt.startswith("TIFF"):
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[0x0112] = 6
+        data = formats.save(image, "TIFF", tiffinfo=tags)
+    else:
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        data = formats.save(image, fmt, exif=exif.tobytes())
+    assert decode_bgr(data, LIMITS).shape == (60, 20, 3)
 
 
 def _jpeg_with_exif(image: Image.Image, exif: Image.Exif) -> bytes:

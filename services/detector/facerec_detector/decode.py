@@ -58,7 +58,8 @@ def decode_bgr(data: bytes, limits: ImageLimits, name: str | None = None) -> npt
         info = inspect_image(data, limits)
         rgb = _decode(data, info)
         if rgb.width * rgb.height > info.width * info.height:
-            # A header that understates the size would let a bomb past the pixel limit.
+            # A header that understates the size is refused too (while decoding, the
+            # codecs' own limits bound the memory).
             raise TooManyPixels(
                 f"the {info.format} image decodes to {rgb.width}x{rgb.height} pixels; "
                 f"its header said {info.width}x{info.height}"
@@ -77,6 +78,7 @@ def _decode(data: bytes, info: ImageInfo) -> Image.Image:
         if info.format != "TIFF":
             raise ImageUndecodable(f"the {info.format} image cannot be decoded") from exc
         # A sample layout Pillow cannot read (float colour, say); its header was read.
+        # OpenCV turns a TIFF page upright itself.
         return _to_srgb(_opencv_colour(data, info.format), None)
     except _DECODE_ERRORS as exc:
         raise ImageUndecodable(f"the {info.format} image cannot be decoded: {exc}") from exc
@@ -84,15 +86,20 @@ def _decode(data: bytes, info: ImageInfo) -> Image.Image:
         with image:
             # Before anything loads the pixels: loading clears the tile list it reads.
             deep_colour = _deep_colour(image)
-            orientation = _orientation(image)
             icc = image.info.get("icc_profile")
-            if image.mode in _DEEP_GREY_MODES:
-                picture = Image.fromarray(to_8bit(np.asarray(image)), mode="L")
-            elif deep_colour:
+            if deep_colour:
+                # OpenCV's TIFF reader turns the page upright itself (OpenCV 5, whatever the
+                # flags); its PNG reader, with IMREAD_UNCHANGED, does not.
+                orientation = 1 if info.format == "TIFF" else _orientation(image)
                 picture = _opencv_colour(data, info.format)
             else:
+                # Read after loading: Pillow's TIFF reader turns the page upright itself
+                # while loading and then drops the tag, so it is never applied twice.
                 image.load()
+                orientation = _orientation(image)
                 picture = image
+                if image.mode in _DEEP_GREY_MODES:
+                    picture = Image.fromarray(to_8bit(np.asarray(image)))  # mode L
             rgb = _to_srgb(picture, icc if isinstance(icc, bytes) else None)
     except _DECODE_ERRORS as exc:
         # Truncated or corrupt data: refused, never decoded to grey pixels.
@@ -113,6 +120,8 @@ def _orientation(image: Image.Image) -> int:
 
 def _deep_colour(image: Image.Image) -> bool:
     """A colour image with more than 8 bits per sample, which Pillow would cut to 8."""
+    if image.mode in _DEEP_GREY_MODES:
+        return False  # Pillow reads deep grey at full precision
     if isinstance(image, PngImagePlugin.PngImageFile):
         return any(str(tile.args).endswith(";16B") for tile in image.tile)
     if isinstance(image, TiffImagePlugin.TiffImageFile):
@@ -131,7 +140,7 @@ def _opencv_colour(data: bytes, fmt: str) -> Image.Image:
     if array.ndim == 3:
         array = array[:, :, 2::-1] if array.shape[2] >= 3 else array[:, :, 0]
     pixels = to_8bit(array)
-    return Image.fromarray(pixels, mode="RGB" if pixels.ndim == 3 else "L")
+    return Image.fromarray(pixels)  # RGB, or L for one channel
 
 
 def to_8bit(array: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
