@@ -181,8 +181,15 @@ def test_a_killed_worker_strands_nothing_and_stores_nothing_twice(
 
     url = f"/v1/collections/{collection}/batches/{batch}"
     wait_until(lambda: api.get(url).json()["counts"]["done"] >= 10, 120, "10 images done")
-    wait_until(lambda: bool(claims(broker, queue)), 60, f"a task held by the {queue} worker")
-    [held] = claims(broker, queue)
+    held_now: list[dict[str, Any]] = []
+
+    def holds_a_task() -> bool:
+        held_now[:] = claims(broker, queue)
+        return bool(held_now)
+
+    # Index tasks take milliseconds: keep the claim that was seen, the task may end at once.
+    wait_until(holds_a_task, 60, f"a task held by the {queue} worker")
+    held = held_now[0]
     kill(chaos, queue)
     killed = time.monotonic()
     time.sleep(1)
