@@ -7,7 +7,6 @@ import hmac
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -17,66 +16,19 @@ import images
 import pytest
 import redis.asyncio as aioredis
 from facerec_gateway.batches import Admission, BatchStore
-from helpers import JPEG, assert_problem
+from helpers import (
+    JPEG,
+    add,
+    all_results,
+    assert_problem,
+    cli,
+    client_for,
+    finished,
+    new_batch,
+    scenes,
+    unique,
+)
 from stack import Stack, wait_until
-from test_tenants import cli, client_for
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def scenes(n: int) -> list[bytes]:
-    """``n`` different photos (different bytes) of the group and the portrait."""
-    out = []
-    for i in range(n):
-        source = images.group_photo() if i % 2 == 0 else images.portrait()
-        out.append(
-            images.variant(source, flip=i % 4 >= 2, scale=0.9 + 0.02 * i, quality=80 + i % 10)
-        )
-    return out
-
-
-def new_batch(api: httpx.Client, collection: str, **body: Any) -> str:
-    response = api.post(f"/v1/collections/{collection}/batches", json=body)
-    assert response.status_code == 201, response.text
-    assert response.json()["status"] == "open"
-    batch_id: str = response.json()["id"]
-    return batch_id
-
-
-def add(
-    api: httpx.Client, collection: str, batch: str, files: list[tuple[str, bytes]]
-) -> dict[str, Any]:
-    response = api.post(
-        f"/v1/collections/{collection}/batches/{batch}/images",
-        files=[("image", (name, data, JPEG)) for name, data in files],
-    )
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def finished(
-    api: httpx.Client, collection: str, batch: str, timeout_s: float = 120
-) -> dict[str, Any]:
-    url = f"/v1/collections/{collection}/batches/{batch}"
-    wait_until(lambda: api.get(url).json()["status"] == "done", timeout_s, f"batch {batch}")
-    body: dict[str, Any] = api.get(url).json()
-    return body
-
-
-def all_results(api: httpx.Client, collection: str, batch: str) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
-    cursor: int | None = 0
-    while cursor is not None:
-        page = api.get(
-            f"/v1/collections/{collection}/batches/{batch}/results",
-            params={"limit": 3, "cursor": cursor},
-        ).json()
-        results += page["results"]
-        cursor = page["next_cursor"]
-    return results
 
 
 def test_a_batch_in_parts_counts_every_image_and_skips_what_it_has_seen(api: httpx.Client) -> None:

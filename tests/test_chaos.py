@@ -25,17 +25,16 @@ from celery import Celery
 from facerec_common.celery_app import make_celery
 from facerec_common.heartbeat import live_workers
 from facerec_common.messages import (
-    AdminMessage,
-    AdminOp,
     DetectedFace,
     ImageRef,
+    IndexCall,
+    IndexCallOp,
     JobKind,
     PipelineMessage,
 )
 from facerec_common.names import Queue, Task, attempts_key, inflight_key, job_key
-from helpers import JPEG, assert_problem
+from helpers import JPEG, add, all_results, assert_problem, finished, new_batch, scenes
 from stack import Stack, free_port, running_stack, wait_until
-from test_batches import add, all_results, finished, new_batch, scenes
 
 WORKERS = {
     Queue.DETECT: "facerec_detector",
@@ -156,8 +155,8 @@ def index_count(broker: redis.Redis, celery: Celery, collection: str) -> int:
     """Points of a gallery in the index, asked of the indexer as the gateway asks it."""
     job_id = str(uuid.uuid4())
     broker.hset(job_key(job_id), mapping={"kind": "index.count", "tenant": TENANT})
-    msg = AdminMessage(job_id=job_id, op=AdminOp.COUNT, tenant=TENANT, collection=collection)
-    celery.send_task(Task.INDEX_ADMIN, args=[msg.to_task()])
+    msg = IndexCall(job_id=job_id, op=IndexCallOp.COUNT, tenant=TENANT, collection=collection)
+    celery.send_task(Task.INDEX_CALL, args=[msg.to_task()])
     wait_until(lambda: broker.hget(job_key(job_id), "status") == b"done", 60, "the count")
     result = json.loads(broker.hget(job_key(job_id), "result") or b"{}")
     count: int = result["count"]

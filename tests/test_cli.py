@@ -28,11 +28,11 @@ import pytest
 from facerec_cli.client import ApiError, Client
 from facerec_cli.files import walk
 from facerec_cli.ingest import Ingest, IngestOptions, Interrupted
+from helpers import all_results as batch_results
 from helpers import recognize
 from PIL import Image
 from rich.console import Console
 from stack import Stack
-from test_batches import all_results as batch_results
 
 # ---------------------------------------------------------------------------------------------
 # A fake of the batch part of the API, in memory: enough of the contract to test the client.

@@ -6,8 +6,7 @@ import uuid
 
 import httpx
 import images
-from helpers import JPEG, assert_problem, done, enroll, new_identity, recognize
-from test_batches import finished
+from helpers import JPEG, assert_problem, done, enroll, finished, new_identity, recognize
 
 
 def unique(prefix: str) -> str:

@@ -11,12 +11,12 @@ import pytest
 import schemathesis
 from facerec_gateway.app import create_app
 from facerec_gateway.settings import GatewaySettings
+from helpers import cli
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import content_type_conformance
 from schemathesis.specs.openapi.checks import response_schema_conformance
 from stack import Stack
-from test_tenants import cli
 
 # The schema is the app's own; no server is needed to read it.
 full_schema = schemathesis.openapi.from_dict(create_app(GatewaySettings()).openapi())

@@ -6,10 +6,8 @@ from typing import Any
 
 import httpx
 import images
-from helpers import assert_problem, recognize
+from helpers import add, assert_problem, cli, client_for, finished, new_batch, recognize
 from stack import Stack
-from test_batches import add, finished, new_batch
-from test_tenants import cli, client_for
 
 
 def people_of(api: httpx.Client, collection: str) -> dict[str, Any]:

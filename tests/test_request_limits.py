@@ -10,8 +10,7 @@ import httpx
 import pytest
 from facerec_gateway.egress import CallbackRefused, EgressPolicy, parse_allowed
 from facerec_gateway.fields import MAX_JSON_BODY_BYTES, MAX_METADATA_BYTES
-from helpers import assert_problem
-from test_batches import unique
+from helpers import assert_problem, unique
 
 
 def test_private_and_local_addresses_are_refused_public_ones_accepted() -> None:

@@ -1,7 +1,6 @@
 """API keys, scopes, tenant isolation, erasure, rate and queue limits."""
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -13,25 +12,8 @@ import images
 import pytest
 import redis
 from facerec_common.names import api_key_key
-from helpers import assert_problem, done, enroll, new_identity, recognize, upload
+from helpers import assert_problem, cli, client_for, done, enroll, new_identity, recognize, upload
 from stack import Stack, free_port, wait_until
-
-
-def cli(stack: Stack, *args: str) -> dict[str, object]:
-    """The operator's key tool, run as a user would run it."""
-    out = subprocess.run(
-        [sys.executable, "-m", "facerec_gateway.cli", *args],
-        env={**os.environ, "FACEREC_REDIS_URL": stack.redis_url},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    created: dict[str, object] = json.loads(out.stdout.splitlines()[0])
-    return created
-
-
-def client_for(stack: Stack, key: str) -> httpx.Client:
-    return httpx.Client(base_url=stack.url, timeout=60, headers={"X-API-Key": key})
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import images
 import pytest
+from helpers import add, finished, new_batch
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -25,7 +26,6 @@ from playwright.sync_api import (
     sync_playwright,
 )
 from stack import Stack
-from test_batches import add, finished, new_batch
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, as root, on a machine with no network but loopback: no sandbox, no GPU, and none

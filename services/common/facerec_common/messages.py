@@ -112,7 +112,7 @@ class PipelineMessage(BaseModel):
         return self.model_dump(mode="python")
 
 
-class AdminOp(StrEnum):
+class IndexCallOp(StrEnum):
     COUNT = "count"
     DELETE_IDENTITY = "delete_identity"
     DELETE_COLLECTION = "delete_collection"
@@ -133,11 +133,11 @@ class AdminOp(StrEnum):
     DELETE_BATCH_FACES = "delete_batch_faces"
 
 
-class AdminMessage(BaseModel):
+class IndexCall(BaseModel):
     """A request to the indexer that carries no image: counts and erasure."""
 
     job_id: str
-    op: AdminOp
+    op: IndexCallOp
     tenant: str
     collection: str | None = None
     identity_id: str | None = None

@@ -23,27 +23,30 @@ PRIORITY_STEPS = [0, BATCH_PRIORITY]
 PRIORITY_SEPARATOR = ":"
 
 
+def batch_list(queue: Queue) -> str:
+    """The Redis list in which a queue's batch tasks wait."""
+    return f"{queue}{PRIORITY_SEPARATOR}{BATCH_PRIORITY}"
+
+
 def queue_lists() -> list[str]:
     """Every Redis list that holds waiting tasks, interactive and batch."""
-    return [
-        name
-        for queue in Queue
-        for name in (str(queue), f"{queue}{PRIORITY_SEPARATOR}{BATCH_PRIORITY}")
-    ]
+    return [name for queue in Queue for name in (str(queue), batch_list(queue))]
 
 
 class Task(StrEnum):
     DETECT = "facerec.detect"
     EMBED = "facerec.embed"
     INDEX_FACES = "facerec.index.faces"
-    INDEX_ADMIN = "facerec.index.admin"
+    # The indexer's calls that carry no image (counts, erasure, people); the task keeps
+    # its original name on the wire, so workers and gateways of either age agree.
+    INDEX_CALL = "facerec.index.admin"
 
 
 TASK_QUEUES: dict[str, Queue] = {
     Task.DETECT: Queue.DETECT,
     Task.EMBED: Queue.EMBED,
     Task.INDEX_FACES: Queue.INDEX,
-    Task.INDEX_ADMIN: Queue.INDEX,
+    Task.INDEX_CALL: Queue.INDEX,
 }
 
 PREFIX = "facerec"

@@ -8,8 +8,8 @@ threshold can be given in either unit.
 import math
 from dataclasses import dataclass
 
-from facerec_common.errors import InvalidInput
-from facerec_common.messages import JobParams
+from facerec_common.errors import InvalidInput, StageFailed
+from facerec_common.messages import JobParams, PipelineMessage
 from facerec_common.results import Scores
 
 
@@ -46,6 +46,37 @@ def resolve_threshold(
     if gallery_threshold is not None:
         return gallery_threshold
     return default_threshold
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How one model's similarities are judged: its default threshold (the embedder's
+    setting, else the model pack's) and its calibration. Every stage that decides
+    "same person" asks this, so the threshold is resolved the same way everywhere."""
+
+    default_threshold: float
+    calibration: Calibration | None
+
+    def threshold(self, params: JobParams, gallery_threshold: float | None = None) -> float:
+        return resolve_threshold(
+            params, gallery_threshold, self.default_threshold, self.calibration
+        )
+
+    def scored(self, similarity: float) -> Scores:
+        return scored(similarity, self.calibration)
+
+    def message_fields(self) -> tuple[float, tuple[float, float] | None]:
+        """The message fields that carry this scoring to the index stage."""
+        calibration = (self.calibration.a, self.calibration.b) if self.calibration else None
+        return self.default_threshold, calibration
+
+
+def message_scoring(msg: PipelineMessage) -> Scoring:
+    """The scoring the embedder put in the message (the index stage runs no model)."""
+    if msg.default_threshold is None:
+        raise StageFailed("the message has no model threshold: it skipped the embed stage")
+    calibration = Calibration(*msg.calibration) if msg.calibration else None
+    return Scoring(msg.default_threshold, calibration)
 
 
 def scored(similarity: float, calibration: Calibration | None) -> Scores:

@@ -31,6 +31,7 @@ from facerec_common.deadletters import DeadLetterStore, new_letter
 from facerec_common.errors import FaceRecError, StageFailed, StageTimeout, WorkerCrashed
 from facerec_common.heartbeat import start_heartbeat
 from facerec_common.jobs import JobWriter, problem_of
+from facerec_common.kinds import StageName, route
 from facerec_common.logs import job_context
 from facerec_common.messages import PipelineMessage
 from facerec_common.metrics import TASK_DURATION, TASKS, serve_metrics
@@ -282,23 +283,22 @@ class StageOutcome:
 def stage_app(
     name: str,
     settings: ServiceSettings,
-    stage_name: str,
-    task_name: str,
-    next_task: str | None,
+    stage: StageName,
     run: Callable[[PipelineMessage, JobWriter], StageOutcome],
     on_batch_done: Callable[[BatchImage], None] | None = None,
 ) -> tuple[Celery, Guard]:
     """A Celery app (and its guard) with the one task of a pipeline stage: run it on a
-    message, then end the job with its result or pass the message on to ``next_task``. A
-    job of a batch is counted into its batch; ``on_batch_done`` runs when that finished
-    the batch."""
+    message, then end the job with its result or pass the message on to the stage its
+    kind goes to next (``kinds.ROUTES``). A job of a batch is counted into its batch;
+    ``on_batch_done`` runs when that finished the batch."""
+    stage_name = stage.name
     app, guard = worker_celery(name, settings)
     client = guard.client
     jobs = JobWriter(client, settings.job_ttl_s)
     ledger = BatchLedger(client)
 
-    @app.task(name=task_name, bind=True)
-    def stage(task: Task, payload: dict[str, Any]) -> None:
+    @app.task(name=stage.task, bind=True)
+    def run_stage(task: Task, payload: dict[str, Any]) -> None:
         try:
             msg = PipelineMessage.model_validate(payload)
         except ValidationError as exc:
@@ -331,10 +331,13 @@ def stage_app(
                 jobs.finish(msg.job_id, outcome.result, len(msg.images))
                 count_into_batch(outcome.result)
                 TASKS.labels(stage_name, "done").inc()
-            elif outcome.forward is not None and next_task is not None:
+            elif outcome.forward is not None:
+                after = route(msg.kind).after(stage)
+                if after is None:
+                    raise StageFailed(f"{msg.kind} jobs end at the {stage_name} stage")
                 # Batch work keeps its low priority at every stage.
                 priority = BATCH_PRIORITY if batch is not None else 0
-                app.send_task(next_task, args=[outcome.forward.to_task()], priority=priority)
+                app.send_task(after.task, args=[outcome.forward.to_task()], priority=priority)
                 TASKS.labels(stage_name, "forwarded").inc()
             elapsed = time.perf_counter() - start
             log.info("%s %s job: %.1f ms", stage_name, msg.kind, elapsed * 1000)

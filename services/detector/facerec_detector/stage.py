@@ -7,11 +7,11 @@ import numpy as np
 import numpy.typing as npt
 from facerec_common.codec import CROP_SIZE, pack_crops
 from facerec_common.errors import FaceRecError, NoFaceFound
+from facerec_common.kinds import DETECT, route
 from facerec_common.messages import (
     DetectedFace,
     Detection,
     DetectionPass,
-    JobKind,
     PipelineMessage,
     Refusal,
 )
@@ -23,9 +23,6 @@ from facerec_detector import passes
 from facerec_detector.decode import decode_bgr
 from facerec_detector.model import FaceDetector, align
 from facerec_detector.settings import DetectorSettings
-
-# Kinds that use one face per image: the largest.
-ONE_FACE_KINDS = (JobKind.ENROLL, JobKind.VERIFY, JobKind.VERIFY_IDENTITY)
 
 
 class ImageExpired(FaceRecError):
@@ -39,6 +36,7 @@ class DetectStage:
         self._settings = settings
 
     def run(self, msg: PipelineMessage, load_image: Callable[[int], bytes | None]) -> StageOutcome:
+        kind = route(msg.kind)
         faces: list[DetectedFace] = []
         crops: list[npt.NDArray[np.uint8]] = []
         max_faces = min(msg.params.max_faces or self._settings.max_faces, self._settings.max_faces)
@@ -66,11 +64,12 @@ class DetectStage:
                 min_face_size=max(min_face, passes.smallest_face(looks)),
             )
             image_faces = self._faces(ref.index, pixels, max_faces, looks, min_face)
-            chosen = self._choose(msg, ref.name, image_faces)
-            if msg.kind in ONE_FACE_KINDS:
+            # Faces come largest first: a kind of one face per image takes the first.
+            chosen = image_faces[:1] if kind.one_face else image_faces
+            if kind.one_face:
                 refusal = self._refusal(image_faces, chosen, msg.params.largest_face)
                 if refusal is not None:
-                    if msg.kind is not JobKind.ENROLL:
+                    if not kind.refusals_in_result:
                         raise NoFaceFound(f"image {ref.name!r}: {refusal.value.replace('_', ' ')}")
                     ref.refused = refusal
                     continue
@@ -80,7 +79,7 @@ class DetectStage:
             ).reshape(-1, 5, 2)
             crops.append(align(pixels, landmarks))
         msg.faces = faces
-        if msg.kind is JobKind.DETECT:
+        if kind.finishes(DETECT):
             return StageOutcome(result=detect_result(msg))
         all_crops = (
             np.concatenate(crops)
@@ -110,13 +109,6 @@ class DetectStage:
             )
             face.too_small = face.size < min_face
             faces.append(face)
-        return faces
-
-    @staticmethod
-    def _choose(msg: PipelineMessage, name: str, faces: list[DetectedFace]) -> list[DetectedFace]:
-        """Enrol and verify use one face per image; detect and recognise use them all."""
-        if msg.kind in ONE_FACE_KINDS:
-            return faces[:1]  # the largest: faces come largest first
         return faces
 
     @staticmethod

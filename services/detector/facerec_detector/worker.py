@@ -3,9 +3,10 @@
 import logging
 
 from facerec_common.jobs import JobWriter
+from facerec_common.kinds import DETECT
 from facerec_common.logs import configure_logging
 from facerec_common.messages import PipelineMessage
-from facerec_common.names import Queue, Task
+from facerec_common.names import Queue
 from facerec_common.worker import StageOutcome, run_worker, stage_app
 from facerec_runtime.loader import load_model
 from facerec_runtime.packs import KNOWN_PACKS
@@ -38,5 +39,5 @@ def main() -> None:
         jobs.mark_running(msg.job_id)
         return stage.run(msg, lambda index: jobs.load_image(msg.job_id, index))
 
-    app, _ = stage_app("facerec-detector", settings, "detect", Task.DETECT, Task.EMBED, run)
+    app, _ = stage_app("facerec-detector", settings, DETECT, run)
     run_worker(app, Queue.DETECT, settings)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import numpy.typing as npt
+from facerec_common.codec import CROP_SIZE
 from facerec_common.metrics import MODEL_INFERENCE, timed
 from facerec_runtime.loader import LoadedModel
 
@@ -28,4 +29,4 @@ class FaceEmbedder:
         return unit
 
     def warm_up(self) -> None:
-        self.embed(np.zeros((1, 112, 112, 3), dtype=np.uint8))
+        self.embed(np.zeros((1, CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8))

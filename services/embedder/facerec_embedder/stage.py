@@ -1,36 +1,32 @@
-"""The embed stage: crops to vectors; a verify job ends here, the others go on to index."""
+"""The embed stage: crops to vectors; a job whose kind ends here (verify) is answered,
+the others go on (see ``facerec_common.kinds``)."""
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 from facerec_common.codec import pack_vectors, unpack_crops
-from facerec_common.messages import JobKind, PipelineMessage
+from facerec_common.kinds import EMBED, route
+from facerec_common.messages import PipelineMessage
 from facerec_common.results import Face, VerifyResult
-from facerec_common.scores import Calibration, resolve_threshold, scored
+from facerec_common.scores import Scoring
 from facerec_common.worker import StageOutcome
 
 from facerec_embedder.model import FaceEmbedder
 
 
 class EmbedStage:
-    def __init__(
-        self,
-        embedder: FaceEmbedder,
-        default_threshold: float,
-        calibration: tuple[float, float] | None,
-    ) -> None:
+    def __init__(self, embedder: FaceEmbedder, scoring: Scoring) -> None:
         self._embedder = embedder
-        self._default_threshold = default_threshold
-        self._calibration = calibration
+        self._scoring = scoring
 
     def run(self, msg: PipelineMessage) -> StageOutcome:
         crops = unpack_crops(msg.crops)
         vectors = self._embedder.embed(crops)
-        if msg.kind is JobKind.VERIFY:
-            calibration = Calibration(*self._calibration) if self._calibration else None
-            threshold = resolve_threshold(msg.params, None, self._default_threshold, calibration)
+        kind = route(msg.kind)
+        if kind.finishes(EMBED):
+            threshold = self._scoring.threshold(msg.params)
             similarity = float(np.dot(vectors[0], vectors[1]))
-            scores = scored(similarity, calibration)
+            scores = self._scoring.scored(similarity)
             return StageOutcome(
                 result=VerifyResult(
                     same=similarity >= threshold,
@@ -41,16 +37,14 @@ class EmbedStage:
                     faces=[Face.of(face) for face in msg.faces],
                 )
             )
-        # Kept with batch faces (people are reviewed by eye) and enrolled faces (a bad
-        # enrolment is found by looking at them).
-        if msg.kind in (JobKind.BATCH, JobKind.ENROLL):
+        if kind.thumbnails:
             msg.thumbnails = [thumbnail(crop) for crop in crops]
         msg.crops = b""
         msg.vectors = pack_vectors(vectors)
         msg.model = self._embedder.name
         msg.dim = self._embedder.dim
-        msg.default_threshold = self._default_threshold
-        msg.calibration = self._calibration
+        # The index stage scores matches as this model does (see scores.message_scoring).
+        msg.default_threshold, msg.calibration = self._scoring.message_fields()
         return StageOutcome(forward=msg)
 
 

@@ -3,9 +3,11 @@
 import logging
 
 from facerec_common.jobs import JobWriter
+from facerec_common.kinds import EMBED
 from facerec_common.logs import configure_logging
 from facerec_common.messages import PipelineMessage
-from facerec_common.names import Queue, Task
+from facerec_common.names import Queue
+from facerec_common.scores import Calibration, Scoring
 from facerec_common.worker import StageOutcome, run_worker, stage_app
 from facerec_runtime.loader import load_model
 from facerec_runtime.packs import KNOWN_PACKS
@@ -27,7 +29,8 @@ def load_stage(settings: EmbedderSettings) -> EmbedStage:
     embedder.warm_up()
     log.info("embedder ready: %s (%d-d) on %s", embedder.name, embedder.dim, embedder.providers)
     threshold = settings.threshold if settings.threshold is not None else pack.default_threshold
-    return EmbedStage(embedder, threshold, pack.calibration)
+    calibration = Calibration(*pack.calibration) if pack.calibration else None
+    return EmbedStage(embedder, Scoring(threshold, calibration))
 
 
 def main() -> None:
@@ -38,5 +41,5 @@ def main() -> None:
     def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
         return stage.run(msg)
 
-    app, _ = stage_app("facerec-embedder", settings, "embed", Task.EMBED, Task.INDEX_FACES, run)
+    app, _ = stage_app("facerec-embedder", settings, EMBED, run)
     run_worker(app, Queue.EMBED, settings)

@@ -37,7 +37,9 @@ from facerec_gateway.routes import (
     jobs,
     keys,
     people,
+    tenant,
     web,
+    webhooks,
 )
 from facerec_gateway.settings import GatewaySettings
 
@@ -109,7 +111,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_handlers(app)
     max_body = settings.max_image_bytes * settings.max_images_per_request + _MULTIPART_OVERHEAD
 
-    for module in (health, jobs, images, collections, batches, people, keys, dead_letters):
+    routers = (health, jobs, images, collections, batches, webhooks, people, keys, tenant)
+    for module in (*routers, dead_letters):
         app.include_router(module.router, responses=PROBLEM_RESPONSES)
     app.include_router(web.router)  # the web page at /
     generated = app.openapi

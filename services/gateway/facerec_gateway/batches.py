@@ -53,9 +53,7 @@ class BatchStore:
             pipe.hset(batch_key(batch_id), mapping=fields)
             pipe.zadd(batches_key(tenant, collection), {batch_id: now})
             await pipe.execute()
-        found = await self.get(tenant, collection, batch_id)
-        assert found is not None
-        return found
+        return batch_body(batch_id, {str(k): str(v) for k, v in fields.items()})
 
     async def get(self, tenant: str, collection: str, batch_id: str) -> dict[str, Any] | None:
         fields = decoded(await self._redis.hgetall(batch_key(batch_id)))

@@ -60,6 +60,9 @@ class WebhookSecrets:
         await self._redis.set(webhook_secret_key(tenant), secret)
         return secret
 
+    async def erase(self, tenant: str) -> None:
+        await self._redis.delete(webhook_secret_key(tenant))
+
 
 class CallbackSender:
     def __init__(

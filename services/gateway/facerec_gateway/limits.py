@@ -1,9 +1,13 @@
-"""Abuse limits: a request rate per API key, and backpressure on the stage queues."""
+"""Abuse limits: a request rate per API key, and backpressure on the stage queues (the one
+place that decides whether new work is taken)."""
 
 import time
 
 import redis.asyncio as aioredis
-from facerec_common.names import Queue, queue_lists, rate_key
+from facerec_common.names import Queue, batch_list, queue_lists, rate_key
+
+from facerec_gateway.problems import Overloaded
+from facerec_gateway.settings import GatewaySettings
 
 WINDOW_S = 60
 
@@ -39,8 +43,26 @@ async def queue_lengths(client: "aioredis.Redis") -> dict[str, int]:
     return {name: int(n) for name, n in zip(names, lengths, strict=True)}
 
 
-async def longest_queue(client: "aioredis.Redis") -> tuple[str, int]:
-    """The interactive stage queue with the most waiting tasks. Batches have their own
-    limit (they wait in the batch lists and never make interactive requests wait)."""
+async def ensure_room(
+    client: "aioredis.Redis", settings: GatewaySettings, batch: bool = False
+) -> None:
+    """Refuse new work (429 with Retry-After) while too many tasks wait. An interactive
+    request looks at the longest interactive queue; batch images at all the batch lists
+    together, under a limit of their own (they never make interactive requests wait)."""
     lengths = await queue_lengths(client)
-    return max(((str(q), lengths[str(q)]) for q in Queue), key=lambda pair: pair[1])
+    retry = {"Retry-After": str(settings.retry_after_s)}
+    if batch:
+        waiting = sum(lengths[batch_list(queue)] for queue in Queue)
+        limit = settings.max_batch_queue_length
+        if waiting > limit:
+            raise Overloaded(
+                f"{waiting} batch tasks are waiting (limit {limit}); send this part again later",
+                retry,
+            )
+        return
+    queue, waiting = max(((str(q), lengths[str(q)]) for q in Queue), key=lambda pair: pair[1])
+    limit = settings.max_queue_length
+    if waiting > limit:
+        raise Overloaded(
+            f"{waiting} tasks wait in the {queue!r} queue (limit {limit}); retry later", retry
+        )

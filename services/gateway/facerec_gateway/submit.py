@@ -12,8 +12,7 @@ from fastapi.responses import JSONResponse
 
 from facerec_gateway.deps import Services
 from facerec_gateway.ids import sortable_id
-from facerec_gateway.limits import longest_queue
-from facerec_gateway.problems import Overloaded
+from facerec_gateway.limits import ensure_room
 from facerec_gateway.responses import job_response
 from facerec_gateway.uploads import read_image
 
@@ -32,13 +31,7 @@ async def submit_images(
             f"{len(uploads)} images sent; at most {services.settings.max_images_per_request} "
             "per request"
         )
-    queue, waiting = await longest_queue(services.redis)
-    limit = services.settings.max_queue_length
-    if waiting > limit:
-        raise Overloaded(
-            f"{waiting} tasks wait in the {queue!r} queue (limit {limit}); retry later",
-            {"Retry-After": str(services.settings.retry_after_s)},
-        )
+    await ensure_room(services.redis, services.settings)
     images = [await read_image(upload, services.settings) for upload in uploads]
     # Enrolled faces are known by their image's content, so a repeat is not stored twice.
     digests = (

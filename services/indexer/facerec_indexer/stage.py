@@ -1,18 +1,16 @@
-"""The index stage: match a recognise job's vectors against a gallery, or store an enrol
-job's vectors under its identity; and the admin operations (count, erasure)."""
+"""The index stage: the last stage of the job kinds that need the index (recognise, enrol,
+verify against an identity, a batch image). The indexer's calls that carry no image
+(counts, erasure, people) are in ``calls``."""
 
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import redis
 from facerec_common.codec import unpack_vectors
-from facerec_common.errors import BatchCancelled, FaceNotFound, IdentityNotFound, InvalidInput
+from facerec_common.errors import BatchCancelled, IdentityNotFound, InvalidInput
 from facerec_common.identities import IdentityRecord, IdentityState, text
 from facerec_common.messages import (
-    AdminMessage,
-    AdminOp,
     JobKind,
     PipelineMessage,
     Refusal,
@@ -36,11 +34,11 @@ from facerec_common.results import (
     RefusedImage,
     VerifyIdentityResult,
 )
-from facerec_common.scores import Calibration, resolve_threshold, scored
+from facerec_common.scores import Scoring, message_scoring
 
 from facerec_indexer.clustering import Vector
 from facerec_indexer.index import FaceIndex, FacePoint, Hit, Scope
-from facerec_indexer.index.base import ENROLLED, UNASSIGNED, FaceRecord
+from facerec_indexer.index.base import ENROLLED, UNASSIGNED
 from facerec_indexer.people import People, thumbnail_text
 
 # Face ids are uuid5 of the job and image, so a redelivered task overwrites its own points.
@@ -109,16 +107,16 @@ class IndexStage:
             if fields
         }
 
-    def _threshold(self, msg: PipelineMessage, collection: str) -> tuple[float, Calibration | None]:
-        calibration = Calibration(*msg.calibration) if msg.calibration else None
+    def _threshold(self, msg: PipelineMessage, collection: str) -> tuple[float, Scoring]:
+        """The threshold of this job in this gallery, and how the model scores."""
+        scoring = message_scoring(msg)
         stored = self._redis.hget(collection_settings_key(msg.tenant, collection), "threshold")
         gallery = float(stored) if stored else None
-        default = msg.default_threshold if msg.default_threshold is not None else 1.0
-        return resolve_threshold(msg.params, gallery, default, calibration), calibration
+        return scoring.threshold(msg.params, gallery), scoring
 
     def _recognize(self, msg: PipelineMessage) -> RecognizeResult:
-        collection = _required(msg.params.collection, "collection")
-        threshold, calibration = self._threshold(msg, collection)
+        collection = required(msg.params.collection, "collection")
+        threshold, scoring = self._threshold(msg, collection)
         top_k = max(1, min(msg.params.top_k, self._max_top_k))
         vectors = unpack_vectors(msg.vectors, msg.dim) if msg.dim else None
         hits: list[list[Hit]] = []
@@ -140,7 +138,7 @@ class IndexStage:
             # Faces too small to embed have no vector, so they take no match from the list.
             hits_of_face = [] if face.too_small else next(matches)
             candidates = [
-                _candidate(h, names[h.identity_id].name, calibration)
+                _candidate(h, names[h.identity_id].name, scoring)
                 for h in hits_of_face
                 if h.identity_id in names
             ]
@@ -167,8 +165,8 @@ class IndexStage:
     def _batch(self, msg: PipelineMessage) -> BatchImageResult:
         """Recognise the image; keep each face that matched nobody as an unassigned face of
         the gallery, and group the new ones into people."""
-        collection = _required(msg.params.collection, "collection")
-        batch_id = _required(msg.params.batch_id, "batch_id")
+        collection = required(msg.params.collection, "collection")
+        batch_id = required(msg.params.batch_id, "batch_id")
         status = self._redis.hget(batch_key(batch_id), "status")
         if status is None or text(status) == "cancelled":
             # Nothing of an image whose batch was cancelled or deleted is stored.
@@ -228,8 +226,8 @@ class IndexStage:
         self._people.regroup(tenant, collection)
 
     def _enroll(self, msg: PipelineMessage) -> EnrolResult:
-        collection = _required(msg.params.collection, "collection")
-        identity = _required(msg.params.identity_id, "identity_id")
+        collection = required(msg.params.collection, "collection")
+        identity = required(msg.params.identity_id, "identity_id")
         record = self._records(msg.tenant, collection, [identity]).get(identity)
         if record is None or record.state is not IdentityState.ACTIVE:
             raise IdentityNotFound(f"identity {identity} does not exist in {collection!r}")
@@ -299,19 +297,19 @@ class IndexStage:
         )
 
     def _verify_identity(self, msg: PipelineMessage) -> VerifyIdentityResult:
-        collection = _required(msg.params.collection, "collection")
-        identity = _required(msg.params.identity_id, "identity_id")
+        collection = required(msg.params.collection, "collection")
+        identity = required(msg.params.identity_id, "identity_id")
         record = self._records(msg.tenant, collection, [identity]).get(identity)
         if record is None or record.state is not IdentityState.ACTIVE:
             raise IdentityNotFound(f"identity {identity} does not exist in {collection!r}")
-        threshold, calibration = self._threshold(msg, collection)
+        threshold, scoring = self._threshold(msg, collection)
         hits: list[Hit] = []
         if msg.model is not None and msg.dim:
             vectors = unpack_vectors(msg.vectors, msg.dim)
             hits = self._index.search(
                 msg.model, vectors, Scope(msg.tenant, collection, identity), limit=1
             )[0]
-        scores = scored(hits[0].score, calibration) if hits else None
+        scores = scoring.scored(hits[0].score) if hits else None
         return VerifyIdentityResult(
             identity=IdentityRef(id=record.id, name=record.name),
             same=bool(hits) and hits[0].score >= threshold,
@@ -322,147 +320,16 @@ class IndexStage:
             face=Face.of(msg.faces[0]),
         )
 
-    def admin(self, msg: AdminMessage) -> dict[str, Any]:
-        if msg.op in PEOPLE_OPS:
-            return self._people_op(msg)
-        if msg.op in FACE_OPS:
-            return self._face_op(msg)
-        scope = Scope(msg.tenant, msg.collection, msg.identity_id)
-        if msg.op is AdminOp.COUNT:
-            return {"count": self._index.count(scope)}
-        if msg.op is AdminOp.DELETE_IDENTITY:
-            _required(msg.collection, "collection")
-            _required(msg.identity_id, "identity_id")
-        elif msg.op is AdminOp.DELETE_COLLECTION:
-            _required(msg.collection, "collection")
-        before = self._index.count(scope)
-        self._index.delete(scope)
-        # Erasure is confirmed by counting again, not assumed.
-        return {"deleted": before, "remaining": self._index.count(scope)}
 
-    def _face_op(self, msg: AdminMessage) -> dict[str, Any]:
-        tenant, collection = msg.tenant, _required(msg.collection, "collection")
-        if msg.op is AdminOp.COUNT_IDENTITIES:
-            return {
-                "counts": {
-                    identity: self._index.count(Scope(tenant, collection, identity, pool=ENROLLED))
-                    for identity in msg.identity_ids
-                }
-            }
-        if msg.op is AdminOp.DELETE_BATCH_FACES:
-            batch = _required(msg.batch_id, "batch_id")
-            # Faces still unassigned; those named into an identity since belong to it now.
-            added = [
-                r
-                for r in self._index.scroll(Scope(tenant, collection, pool=UNASSIGNED))
-                if r.payload.get("batch_id") == batch
-            ]
-            _delete_records(self._index, added)
-            left = [
-                r
-                for r in self._index.scroll(Scope(tenant, collection, pool=UNASSIGNED))
-                if r.payload.get("batch_id") == batch
-            ]
-            return {"deleted": len(added), "remaining": len(left)}
-        identity = _required(msg.identity_id, "identity_id")
-        scope = Scope(tenant, collection, identity, pool=ENROLLED)
-        records = sorted(self._index.scroll(scope), key=_created)
-        if msg.op is AdminOp.IDENTITY_FACES:
-            return {"identity_id": identity, "faces": [_enrolled_face(r) for r in records]}
-        face = _required(msg.face_id, "face_id")
-        found = [r for r in records if r.id == face]
-        if not found:
-            raise FaceNotFound(f"face {face} is not a face of identity {identity}")
-        _delete_records(self._index, found)
-        # Erasure is confirmed by reading again, not assumed.
-        remaining = [r for r in self._index.scroll(scope) if r.id == face]
-        return {
-            "face_id": face,
-            "identity_id": identity,
-            "deleted_faces": 1,
-            "remaining_faces": len(remaining),
-            "face_count": len(records) - 1 + len(remaining),
-        }
-
-    def _people_op(self, msg: AdminMessage) -> dict[str, Any]:
-        tenant, collection = msg.tenant, _required(msg.collection, "collection")
-        people = self._people
-        if msg.op is AdminOp.PEOPLE:
-            return people.overview(tenant, collection)
-        if msg.op is AdminOp.CLUSTER:
-            grouped = people.regroup(tenant, collection)
-            return {"grouped": grouped, **people.counts(tenant, collection)}
-        person = _required(msg.person_id, "person_id")
-        if msg.op is AdminOp.PERSON:
-            return people.person(tenant, collection, person)
-        if msg.op is AdminOp.NAME_PERSON:
-            return people.name(tenant, collection, person, _required(msg.identity_id, "identity"))
-        if msg.op is AdminOp.MERGE_PEOPLE:
-            return people.merge(tenant, collection, person, _required(msg.target_id, "into"))
-        face = _required(msg.face_id, "face_id")
-        if msg.op is AdminOp.SPLIT_FACE:
-            return people.split(tenant, collection, person, face)
-        return people.reject(tenant, collection, person, face)
-
-
-PEOPLE_OPS = frozenset(
-    {
-        AdminOp.PEOPLE,
-        AdminOp.PERSON,
-        AdminOp.NAME_PERSON,
-        AdminOp.MERGE_PEOPLE,
-        AdminOp.SPLIT_FACE,
-        AdminOp.REJECT_FACE,
-        AdminOp.CLUSTER,
-    }
-)
-
-
-FACE_OPS = frozenset(
-    {
-        AdminOp.IDENTITY_FACES,
-        AdminOp.DELETE_FACE,
-        AdminOp.COUNT_IDENTITIES,
-        AdminOp.DELETE_BATCH_FACES,
-    }
-)
-
-
-def _created(record: FaceRecord) -> tuple[float, str, str]:
-    # Faces of one request share a time; their image names keep the order they were sent.
-    payload = record.payload
-    return (float(payload.get("created_at", 0)), str(payload.get("image", "")), record.id)
-
-
-def _enrolled_face(record: FaceRecord) -> dict[str, Any]:
-    payload = record.payload
-    return {
-        "face_id": record.id,
-        "image": payload.get("image"),
-        "bbox": payload.get("bbox"),
-        "sha256": payload.get("sha256") or None,
-        "created_at": payload.get("created_at"),
-        # Faces enrolled before thumbnails were kept have none.
-        "thumbnail": payload.get("thumbnail", ""),
-    }
-
-
-def _delete_records(index: FaceIndex, records: list[FaceRecord]) -> None:
-    by_model: dict[str, list[str]] = {}
-    for record in records:
-        by_model.setdefault(record.model, []).append(record.id)
-    for model, ids in by_model.items():
-        index.delete_ids(model, ids)
-
-
-def _required(value: str | None, name: str) -> str:
+def required(value: str | None, name: str) -> str:
+    """A message field its job or call cannot go without."""
     if not value:
         raise InvalidInput(f"{name} is required")
     return value
 
 
-def _candidate(hit: Hit, name: str, calibration: Calibration | None) -> Candidate:
-    scores = scored(hit.score, calibration)
+def _candidate(hit: Hit, name: str, scoring: Scoring) -> Candidate:
+    scores = scoring.scored(hit.score)
     return Candidate(
         id=hit.identity_id, name=name, similarity=scores.similarity, confidence=scores.confidence
     )

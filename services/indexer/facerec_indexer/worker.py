@@ -9,8 +9,9 @@ from typing import Any
 
 from celery import Task as CeleryTask
 from facerec_common.jobs import JobWriter
+from facerec_common.kinds import INDEX
 from facerec_common.logs import configure_logging
-from facerec_common.messages import AdminMessage, PipelineMessage
+from facerec_common.messages import IndexCall, PipelineMessage
 from facerec_common.names import Queue, Task
 from facerec_common.worker import (
     StageOutcome,
@@ -23,6 +24,7 @@ from facerec_common.worker import (
 from pydantic import ValidationError
 from qdrant_client import QdrantClient
 
+from facerec_indexer.calls import IndexCalls
 from facerec_indexer.clustering import ClusterParams
 from facerec_indexer.index import FaceIndex
 from facerec_indexer.index.edge import EdgeIndex
@@ -61,6 +63,7 @@ def main() -> None:
         ),
     )
     stage = IndexStage(index, client, settings.faces_per_candidate, settings.max_top_k, people)
+    calls = IndexCalls(index, people)
 
     def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
         return StageOutcome(result=stage.run(msg))
@@ -68,18 +71,16 @@ def main() -> None:
     app, guard = stage_app(
         "facerec-indexer",
         settings,
-        "index",
-        Task.INDEX_FACES,
-        None,
+        INDEX,
         run,
         on_batch_done=lambda batch: stage.batch_done(batch.tenant, batch.collection),
     )
     jobs = JobWriter(client, settings.job_ttl_s)
 
-    @app.task(name=Task.INDEX_ADMIN, bind=True)
-    def admin(task: CeleryTask, payload: dict[str, Any]) -> None:
+    @app.task(name=Task.INDEX_CALL, bind=True)
+    def index_call(task: CeleryTask, payload: dict[str, Any]) -> None:
         try:
-            msg = AdminMessage.model_validate(payload)
+            msg = IndexCall.model_validate(payload)
         except ValidationError as exc:
             unreadable_message(guard, task, payload, "admin", exc)
             return
@@ -87,7 +88,7 @@ def main() -> None:
         fail = lambda problem, _keep: jobs.fail(msg.job_id, problem, 0)  # noqa: E731
         with guarded(guard, task, payload, job, "admin", fail) as go:
             if go:
-                jobs.finish(msg.job_id, stage.admin(msg), 0)
+                jobs.finish(msg.job_id, calls.answer(msg), 0)
 
     try:
         run_worker(app, Queue.INDEX, settings, probe=index.ping)

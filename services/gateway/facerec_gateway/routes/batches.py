@@ -6,23 +6,22 @@ from typing import Annotated, Any
 from facerec_common.batches import BatchLine
 from facerec_common.errors import FaceRecError, InvalidInput, NotFound
 from facerec_common.logs import current_job
-from facerec_common.messages import AdminOp, ImageRef, JobKind, JobParams, PipelineMessage
-from facerec_common.names import BATCH_PRIORITY, PRIORITY_SEPARATOR, Task
+from facerec_common.messages import ImageRef, IndexCallOp, JobKind, JobParams, PipelineMessage
+from facerec_common.names import BATCH_PRIORITY, Task
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, BaseModel, Field
 
-from facerec_gateway.admin import index_admin
-from facerec_gateway.auth import AdminKey, ReadTenant, WriteTenant
+from facerec_gateway.auth import ReadTenant, WriteTenant
 from facerec_gateway.batches import Admission
 from facerec_gateway.bodies import AddedImages, BatchBody
 from facerec_gateway.deps import CollectionPath, Services, ServicesDep, UuidPath
 from facerec_gateway.ids import sortable_id
-from facerec_gateway.limits import queue_lengths
+from facerec_gateway.indexer_calls import call_indexer
+from facerec_gateway.limits import ensure_room
 from facerec_gateway.problems import (
     STATUS_BY_CODE,
     Conflict,
-    Overloaded,
     problem_body,
     stored_problem,
 )
@@ -127,17 +126,7 @@ async def add_images(
     batch = await _batch(services, tenant, collection, batch_id)
     if batch["status"] != "open":
         raise Conflict(f"batch {batch_id} is {batch['status']}; open a new batch")
-    waiting = sum(
-        n
-        for name, n in (await queue_lengths(services.redis)).items()
-        if name.endswith(f"{PRIORITY_SEPARATOR}{BATCH_PRIORITY}")
-    )
-    if waiting > settings.max_batch_queue_length:
-        raise Overloaded(
-            f"{waiting} batch tasks are waiting (limit {settings.max_batch_queue_length}); "
-            "send this part again later",
-            {"Retry-After": str(settings.retry_after_s)},
-        )
+    await ensure_room(services.redis, settings, batch=True)
     accepted, duplicates, refused = [], [], []
     for index, upload in enumerate(image):
         name = upload.filename or f"image{index}"
@@ -214,7 +203,7 @@ async def close_batch(
     await _batch(services, tenant, collection, batch_id)
     if await services.batches.close(batch_id):
         # Finished already: the workers will not see it end, so regroup the faces now.
-        await index_admin(services, AdminOp.CLUSTER, tenant, collection)
+        await call_indexer(services, IndexCallOp.CLUSTER, tenant, collection)
     return await _batch(services, tenant, collection, batch_id)
 
 
@@ -248,8 +237,8 @@ async def delete_batch(
     await _batch(services, tenant, collection, batch_id)
     # Cancelled before the faces are erased: an image still queued stores nothing later.
     await services.batches.cancel(batch_id)
-    erased = await index_admin(
-        services, AdminOp.DELETE_BATCH_FACES, tenant, collection, batch_id=batch_id
+    erased = await call_indexer(
+        services, IndexCallOp.DELETE_BATCH_FACES, tenant, collection, batch_id=batch_id
     )
     forgotten = await services.batches.delete(tenant, collection, batch_id)
     return {
@@ -287,14 +276,3 @@ async def lookup_images(
     resuming an import need not send them again)."""
     await services.identities.require_collection(tenant, collection)
     return {"known": await services.batches.known(tenant, collection, body.sha256)}
-
-
-@router.get("/webhook-secret")
-async def webhook_secret(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
-    """The secret batch callbacks are signed with (HMAC-SHA256); made on first use."""
-    return {"secret": await services.webhooks.get(key.tenant)}
-
-
-@router.post("/webhook-secret")
-async def rotate_webhook_secret(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
-    return {"secret": await services.webhooks.rotate(key.tenant)}

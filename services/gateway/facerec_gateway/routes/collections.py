@@ -2,18 +2,19 @@ from typing import Annotated, Any
 
 from facerec_common.errors import IdentityNotFound
 from facerec_common.identities import IdentityRecord
-from facerec_common.messages import AdminOp, JobKind, JobParams
+from facerec_common.messages import IndexCallOp, JobKind, JobParams
 from facerec_common.results import EnrolResult, RecognizeResult, VerifyIdentityResult
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from facerec_gateway.admin import index_admin
 from facerec_gateway.auth import ReadTenant, WriteTenant
 from facerec_gateway.bodies import GalleryBody, IdentityBody
 from facerec_gateway.deps import CollectionPath, IdentityPath, ServicesDep, UuidPath
+from facerec_gateway.erasure import erase_gallery, erase_identity
 from facerec_gateway.fields import Metadata, Name
+from facerec_gateway.indexer_calls import call_indexer
 from facerec_gateway.jobs import JobBody
 from facerec_gateway.responses import job_responses
 from facerec_gateway.routes.images import (
@@ -115,17 +116,7 @@ async def delete_collection(
     """Delete a gallery: every identity record, every face vector (enrolled and
     unassigned), every batch with its results."""
     await services.identities.require_collection(tenant, collection)
-    ids = await services.identities.mark_collection_deleting(tenant, collection)
-    erased = await index_admin(services, AdminOp.DELETE_COLLECTION, tenant, collection)
-    await services.identities.remove_collection(tenant, collection, ids)
-    batches = await services.batches.erase_collection(tenant, collection)
-    return {
-        "collection": collection,
-        "deleted_identities": len(ids),
-        "deleted_batches": batches,
-        "deleted_faces": erased["deleted"],
-        "remaining_faces": erased["remaining"],
-    }
+    return await erase_gallery(services, tenant, collection)
 
 
 @router.post("/{collection}/identities", status_code=201, response_model=IdentityBody)
@@ -166,9 +157,9 @@ async def list_identities(
     records, next_cursor = await services.identities.page(tenant, collection, limit, cursor)
     counts: dict[str, int] = {}
     if records:
-        counted = await index_admin(
+        counted = await call_indexer(
             services,
-            AdminOp.COUNT_IDENTITIES,
+            IndexCallOp.COUNT_IDENTITIES,
             tenant,
             collection,
             identity_ids=[r.id for r in records],
@@ -195,7 +186,7 @@ async def get_identity(
     collection: CollectionPath, identity_id: IdentityPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
     record = await _existing(services, tenant, collection, identity_id)
-    counted = await index_admin(services, AdminOp.COUNT, tenant, collection, identity_id)
+    counted = await call_indexer(services, IndexCallOp.COUNT, tenant, collection, identity_id)
     return identity_body(record, face_count=counted["count"])
 
 
@@ -219,7 +210,7 @@ async def update_identity(
         checked.metadata if body.metadata is not None else None,
         allow_duplicate_name,
     )
-    counted = await index_admin(services, AdminOp.COUNT, tenant, collection, identity_id)
+    counted = await call_indexer(services, IndexCallOp.COUNT, tenant, collection, identity_id)
     return identity_body(updated, face_count=counted["count"])
 
 
@@ -246,7 +237,7 @@ async def identity_faces(
     """The identity's enrolled faces, oldest first: the image each came from, its box and a
     64x64 thumbnail (base64 JPEG), so that a wrong one can be found and deleted."""
     await _existing(services, tenant, collection, identity_id)
-    return await index_admin(services, AdminOp.IDENTITY_FACES, tenant, collection, identity_id)
+    return await call_indexer(services, IndexCallOp.IDENTITY_FACES, tenant, collection, identity_id)
 
 
 @router.delete("/{collection}/identities/{identity_id}/faces/{face_id}")
@@ -260,8 +251,8 @@ async def delete_identity_face(
     """Erase one enrolled face (its vector, box, thumbnail); the answer confirms it is gone
     and gives the identity's remaining face count."""
     await _existing(services, tenant, collection, identity_id)
-    return await index_admin(
-        services, AdminOp.DELETE_FACE, tenant, collection, identity_id, face_id=face_id
+    return await call_indexer(
+        services, IndexCallOp.DELETE_FACE, tenant, collection, identity_id, face_id=face_id
     )
 
 
@@ -274,15 +265,7 @@ async def delete_identity(
 ) -> dict[str, Any]:
     """Delete an identity and every face vector of it; the answer confirms none remain."""
     await _existing(services, tenant, collection, identity_id)
-    # Marked first, so the indexer refuses faces of an enrolment racing this delete.
-    await services.identities.mark_deleting(tenant, collection, identity_id)
-    erased = await index_admin(services, AdminOp.DELETE_IDENTITY, tenant, collection, identity_id)
-    await services.identities.remove(tenant, collection, identity_id)
-    return {
-        "id": identity_id,
-        "deleted_faces": erased["deleted"],
-        "remaining_faces": erased["remaining"],
-    }
+    return await erase_identity(services, tenant, collection, identity_id)
 
 
 @router.post(

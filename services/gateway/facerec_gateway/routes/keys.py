@@ -1,14 +1,10 @@
 from typing import Annotated, Any
 
-from facerec_common.deadletters import AsyncDeadLetters
 from facerec_common.errors import NotFound
-from facerec_common.messages import AdminOp
-from facerec_common.names import webhook_secret_key
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from facerec_gateway.admin import index_admin
 from facerec_gateway.auth import AdminKey
 from facerec_gateway.bodies import KeyBody, NewKeyBody
 from facerec_gateway.deps import ServicesDep
@@ -55,28 +51,3 @@ async def revoke_key(prefix: str, key: AdminKey, services: ServicesDep) -> dict[
     if not await services.keys.revoke(key.tenant, prefix):
         raise NotFound(f"no key {prefix!r} in this tenant")
     return {"prefix": prefix, "revoked": True}
-
-
-@router.delete("/tenant")
-async def erase_tenant(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
-    """Erase the tenant: every gallery, identity and face vector, then every key."""
-    tenant = key.tenant
-    collections = [c["name"] for c in await services.identities.collections(tenant)]
-    marked = {c: await services.identities.mark_collection_deleting(tenant, c) for c in collections}
-    erased = await index_admin(services, AdminOp.DELETE_TENANT, tenant)
-    for collection, ids in marked.items():
-        await services.identities.remove_collection(tenant, collection, ids)
-        await services.batches.erase_collection(tenant, collection)
-    await services.redis.delete(webhook_secret_key(tenant))
-    # Dead letters hold the images and crops of their jobs: biometric data too.
-    dead_letters = await AsyncDeadLetters(services.redis).erase(tenant)
-    revoked = await services.keys.revoke_all(tenant)
-    return {
-        "tenant": tenant,
-        "deleted_collections": len(collections),
-        "deleted_identities": sum(len(ids) for ids in marked.values()),
-        "deleted_faces": erased["deleted"],
-        "remaining_faces": erased["remaining"],
-        "deleted_dead_letters": dead_letters,
-        "revoked_keys": revoked,
-    }

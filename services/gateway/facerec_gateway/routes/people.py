@@ -4,15 +4,15 @@
 from typing import Any
 
 from facerec_common.errors import InvalidInput
-from facerec_common.messages import AdminOp
+from facerec_common.messages import IndexCallOp
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from facerec_gateway.admin import index_admin
 from facerec_gateway.auth import ReadTenant, WriteTenant, existing_collection
 from facerec_gateway.bodies import IdentityBody
 from facerec_gateway.deps import CollectionPath, ServicesDep, UuidPath
+from facerec_gateway.indexer_calls import call_indexer
 from facerec_gateway.routes.collections import AllowDuplicateName, NewIdentity, identity_created
 
 router = APIRouter(
@@ -32,7 +32,7 @@ async def list_people(
     collection: CollectionPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
     """Candidate persons, largest first, each with a thumbnail and its first faces."""
-    return await index_admin(services, AdminOp.PEOPLE, tenant, collection)
+    return await call_indexer(services, IndexCallOp.PEOPLE, tenant, collection)
 
 
 @router.post("/cluster")
@@ -40,14 +40,14 @@ async def cluster_now(
     collection: CollectionPath, services: ServicesDep, tenant: WriteTenant
 ) -> dict[str, Any]:
     """Group the faces that are in no person yet, now (this also runs when a batch ends)."""
-    return await index_admin(services, AdminOp.CLUSTER, tenant, collection)
+    return await call_indexer(services, IndexCallOp.CLUSTER, tenant, collection)
 
 
 @router.get("/{person_id}")
 async def get_person(
     collection: CollectionPath, person_id: UuidPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
-    return await index_admin(services, AdminOp.PERSON, tenant, collection, person_id=person_id)
+    return await call_indexer(services, IndexCallOp.PERSON, tenant, collection, person_id=person_id)
 
 
 @router.post("/{person_id}/name", status_code=201, response_model=IdentityBody)
@@ -62,13 +62,13 @@ async def name_person(
     """Make the person an identity: every face of it becomes an enrolled face. 409 if the
     gallery has an identity of this name already, unless ``allow_duplicate_name``."""
     # The person must exist before an identity is made for it.
-    await index_admin(services, AdminOp.PERSON, tenant, collection, person_id=person_id)
+    await call_indexer(services, IndexCallOp.PERSON, tenant, collection, person_id=person_id)
     record = await services.identities.create(
         tenant, collection, body.name, body.metadata, allow_duplicate_name
     )
-    moved = await index_admin(
+    moved = await call_indexer(
         services,
-        AdminOp.NAME_PERSON,
+        IndexCallOp.NAME_PERSON,
         tenant,
         collection,
         identity_id=record.id,
@@ -88,9 +88,9 @@ async def merge_person(
     """Move every face of this person to ``into`` (422 if they are the same person)."""
     if body.into == person_id:
         raise InvalidInput("a person cannot be merged into itself; give another person's id")
-    return await index_admin(
+    return await call_indexer(
         services,
-        AdminOp.MERGE_PEOPLE,
+        IndexCallOp.MERGE_PEOPLE,
         tenant,
         collection,
         person_id=person_id,
@@ -107,8 +107,8 @@ async def split_face(
     tenant: WriteTenant,
 ) -> dict[str, Any]:
     """Take the face out of the person: it becomes a person of its own."""
-    return await index_admin(
-        services, AdminOp.SPLIT_FACE, tenant, collection, person_id=person_id, face_id=face_id
+    return await call_indexer(
+        services, IndexCallOp.SPLIT_FACE, tenant, collection, person_id=person_id, face_id=face_id
     )
 
 
@@ -121,6 +121,6 @@ async def reject_face(
     tenant: WriteTenant,
 ) -> dict[str, Any]:
     """Erase the face from the index."""
-    return await index_admin(
-        services, AdminOp.REJECT_FACE, tenant, collection, person_id=person_id, face_id=face_id
+    return await call_indexer(
+        services, IndexCallOp.REJECT_FACE, tenant, collection, person_id=person_id, face_id=face_id
     )

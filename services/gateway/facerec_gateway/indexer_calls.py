@@ -1,18 +1,11 @@
-"""Index operations the gateway needs an answer to now: counts, erasure, people."""
+"""The indexer's calls the gateway needs an answer to now: counts, erasure, people. Only
+the indexer opens the index, so each is a task on its queue and the answer a job record."""
 
 from typing import Any
 
-from facerec_common.errors import (
-    CollectionNotFound,
-    FaceNotFound,
-    FaceRecError,
-    IdentityNotFound,
-    IndexUnavailable,
-    InvalidInput,
-    NotFound,
-)
+from facerec_common.errors import ERRORS_BY_CODE, IndexUnavailable, InvalidInput, NotFound
 from facerec_common.jobs import JobStatus
-from facerec_common.messages import AdminMessage, AdminOp
+from facerec_common.messages import IndexCall, IndexCallOp
 from facerec_common.names import Task
 
 from facerec_gateway.deps import Services
@@ -23,18 +16,18 @@ class IndexOperationFailed(IndexUnavailable):
     retryable = False
 
 
-async def index_admin(
+async def call_indexer(
     services: Services,
-    op: AdminOp,
+    op: IndexCallOp,
     tenant: str,
     collection: str | None = None,
     identity_id: str | None = None,
     **targets: Any,
 ) -> dict[str, Any]:
     """Run ``op`` in the indexer and wait for its answer. ``targets``: the other fields of
-    ``AdminMessage`` (person_id, face_id, target_id, identity_ids, batch_id)."""
+    ``IndexCall`` (person_id, face_id, target_id, identity_ids, batch_id)."""
     job_id = sortable_id()
-    msg = AdminMessage(
+    msg = IndexCall(
         job_id=job_id,
         op=op,
         tenant=tenant,
@@ -42,7 +35,7 @@ async def index_admin(
         identity_id=identity_id,
         **targets,
     )
-    await services.jobs.submit(job_id, f"index.{op.value}", tenant, Task.INDEX_ADMIN, msg.to_task())
+    await services.jobs.submit(job_id, f"index.{op.value}", tenant, Task.INDEX_CALL, msg.to_task())
     job = await services.waiter.wait(services.jobs, job_id, services.settings.index_timeout_s)
     if job is None or not job.finished:
         raise IndexUnavailable(
@@ -53,17 +46,8 @@ async def index_admin(
         detail = error.get("detail", "unknown error")
         # A refusal (no such person, bad input) keeps its meaning; anything else is the
         # index failing.
-        refusal = _REFUSALS.get(error.get("code", ""))
-        if refusal is not None:
+        refusal = ERRORS_BY_CODE.get(error.get("code", ""))
+        if refusal is not None and issubclass(refusal, NotFound | InvalidInput):
             raise refusal(detail)
         raise IndexOperationFailed(f"the index operation {op.value} failed: {detail}")
     return job.result
-
-
-_REFUSALS: dict[str, type[FaceRecError]] = {
-    NotFound.code: NotFound,
-    IdentityNotFound.code: IdentityNotFound,
-    CollectionNotFound.code: CollectionNotFound,
-    FaceNotFound.code: FaceNotFound,
-    InvalidInput.code: InvalidInput,
-}

@@ -1,0 +1,154 @@
+"""The indexer's calls that carry no image: counts, an identity's faces, erasure, and the
+people (unassigned faces grouped into clusters). The gateway sends them as an
+``IndexCall`` on the index queue, because with the embedded engine only the indexer
+process may open the index; some only read it.
+"""
+
+from typing import Any
+
+from facerec_common.errors import FaceNotFound
+from facerec_common.messages import IndexCall, IndexCallOp
+
+from facerec_indexer.index import FaceIndex, Scope
+from facerec_indexer.index.base import ENROLLED, UNASSIGNED, FaceRecord
+from facerec_indexer.people import People
+from facerec_indexer.stage import required
+
+
+class IndexCalls:
+    def __init__(self, index: FaceIndex, people: People) -> None:
+        self._index = index
+        self._people = people
+
+    def answer(self, msg: IndexCall) -> dict[str, Any]:
+        """Carry out one call; the answer is the job's result."""
+        if msg.op in PEOPLE_OPS:
+            return self._people_op(msg)
+        if msg.op in FACE_OPS:
+            return self._face_op(msg)
+        scope = Scope(msg.tenant, msg.collection, msg.identity_id)
+        if msg.op is IndexCallOp.COUNT:
+            return {"count": self._index.count(scope)}
+        if msg.op is IndexCallOp.DELETE_IDENTITY:
+            required(msg.collection, "collection")
+            required(msg.identity_id, "identity_id")
+        elif msg.op is IndexCallOp.DELETE_COLLECTION:
+            required(msg.collection, "collection")
+        before = self._index.count(scope)
+        self._index.delete(scope)
+        # Erasure is confirmed by counting again, not assumed.
+        return {"deleted": before, "remaining": self._index.count(scope)}
+
+    def _face_op(self, msg: IndexCall) -> dict[str, Any]:
+        tenant, collection = msg.tenant, required(msg.collection, "collection")
+        if msg.op is IndexCallOp.COUNT_IDENTITIES:
+            return {
+                "counts": {
+                    identity: self._index.count(Scope(tenant, collection, identity, pool=ENROLLED))
+                    for identity in msg.identity_ids
+                }
+            }
+        if msg.op is IndexCallOp.DELETE_BATCH_FACES:
+            batch = required(msg.batch_id, "batch_id")
+            # Faces still unassigned; those named into an identity since belong to it now.
+            added = [
+                r
+                for r in self._index.scroll(Scope(tenant, collection, pool=UNASSIGNED))
+                if r.payload.get("batch_id") == batch
+            ]
+            _delete_records(self._index, added)
+            left = [
+                r
+                for r in self._index.scroll(Scope(tenant, collection, pool=UNASSIGNED))
+                if r.payload.get("batch_id") == batch
+            ]
+            return {"deleted": len(added), "remaining": len(left)}
+        identity = required(msg.identity_id, "identity_id")
+        scope = Scope(tenant, collection, identity, pool=ENROLLED)
+        records = sorted(self._index.scroll(scope), key=_created)
+        if msg.op is IndexCallOp.IDENTITY_FACES:
+            return {"identity_id": identity, "faces": [_enrolled_face(r) for r in records]}
+        face = required(msg.face_id, "face_id")
+        found = [r for r in records if r.id == face]
+        if not found:
+            raise FaceNotFound(f"face {face} is not a face of identity {identity}")
+        _delete_records(self._index, found)
+        # Erasure is confirmed by reading again, not assumed.
+        remaining = [r for r in self._index.scroll(scope) if r.id == face]
+        return {
+            "face_id": face,
+            "identity_id": identity,
+            "deleted_faces": 1,
+            "remaining_faces": len(remaining),
+            "face_count": len(records) - 1 + len(remaining),
+        }
+
+    def _people_op(self, msg: IndexCall) -> dict[str, Any]:
+        tenant, collection = msg.tenant, required(msg.collection, "collection")
+        people = self._people
+        if msg.op is IndexCallOp.PEOPLE:
+            return people.overview(tenant, collection)
+        if msg.op is IndexCallOp.CLUSTER:
+            grouped = people.regroup(tenant, collection)
+            return {"grouped": grouped, **people.counts(tenant, collection)}
+        person = required(msg.person_id, "person_id")
+        if msg.op is IndexCallOp.PERSON:
+            return people.person(tenant, collection, person)
+        if msg.op is IndexCallOp.NAME_PERSON:
+            return people.name(tenant, collection, person, required(msg.identity_id, "identity"))
+        if msg.op is IndexCallOp.MERGE_PEOPLE:
+            return people.merge(tenant, collection, person, required(msg.target_id, "into"))
+        face = required(msg.face_id, "face_id")
+        if msg.op is IndexCallOp.SPLIT_FACE:
+            return people.split(tenant, collection, person, face)
+        return people.reject(tenant, collection, person, face)
+
+
+PEOPLE_OPS = frozenset(
+    {
+        IndexCallOp.PEOPLE,
+        IndexCallOp.PERSON,
+        IndexCallOp.NAME_PERSON,
+        IndexCallOp.MERGE_PEOPLE,
+        IndexCallOp.SPLIT_FACE,
+        IndexCallOp.REJECT_FACE,
+        IndexCallOp.CLUSTER,
+    }
+)
+
+
+FACE_OPS = frozenset(
+    {
+        IndexCallOp.IDENTITY_FACES,
+        IndexCallOp.DELETE_FACE,
+        IndexCallOp.COUNT_IDENTITIES,
+        IndexCallOp.DELETE_BATCH_FACES,
+    }
+)
+
+
+def _created(record: FaceRecord) -> tuple[float, str, str]:
+    # Faces of one request share a time; their image names keep the order they were sent.
+    payload = record.payload
+    return (float(payload.get("created_at", 0)), str(payload.get("image", "")), record.id)
+
+
+def _enrolled_face(record: FaceRecord) -> dict[str, Any]:
+    payload = record.payload
+    return {
+        "face_id": record.id,
+        "image": payload.get("image"),
+        "bbox": payload.get("bbox"),
+        "sha256": payload.get("sha256") or None,
+        "created_at": payload.get("created_at"),
+        # Faces enrolled before thumbnails were kept have none.
+        "thumbnail": payload.get("thumbnail", ""),
+    }
+
+
+def _delete_records(index: FaceIndex, records: list[FaceRecord]) -> None:
+    by_model: dict[str, list[str]] = {}
+    for record in records:
+        by_model.setdefault(record.model, []).append(record.id)
+    for model, ids in by_model.items():
+        index.delete_ids(model, ids)

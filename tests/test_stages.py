@@ -1,0 +1,264 @@
+"""Each pipeline stage on its own, with its parts handed in: the real models, a real
+embedded index in a temporary folder and a real Redis, but no workers, no queues and no
+gateway. A change to a stage's logic is tested here in seconds; the end-to-end tests still
+run the whole pipeline."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import redis
+from facerec_common.codec import pack_vectors, unpack_crops, unpack_vectors
+from facerec_common.errors import IdentityNotFound, NoFaceFound, StageFailed
+from facerec_common.identities import IdentityRecord
+from facerec_common.kinds import DETECT, EMBED, INDEX, ROUTES, route
+from facerec_common.messages import (
+    DetectedFace,
+    ImageRef,
+    IndexCall,
+    IndexCallOp,
+    JobKind,
+    JobParams,
+    PipelineMessage,
+)
+from facerec_common.names import batch_key, identity_key
+from facerec_common.results import (
+    BatchImageResult,
+    DetectResult,
+    EnrolResult,
+    RecognizeResult,
+    VerifyResult,
+)
+from facerec_common.scores import Scoring
+from facerec_detector.settings import DetectorSettings
+from facerec_detector.stage import DetectStage
+from facerec_detector.worker import load_stage as load_detect_stage
+from facerec_embedder.settings import EmbedderSettings
+from facerec_embedder.stage import EmbedStage
+from facerec_embedder.worker import load_stage as load_embed_stage
+from facerec_indexer.calls import IndexCalls
+from facerec_indexer.clustering import ClusterParams
+from facerec_indexer.index.edge import EdgeIndex
+from facerec_indexer.people import People
+from facerec_indexer.stage import IndexStage
+from images import group_photo, no_face, portrait, variant
+
+TENANT = "stages"
+GALLERY = "g"
+
+
+@pytest.fixture(scope="module")
+def detect() -> DetectStage:
+    return load_detect_stage(DetectorSettings())
+
+
+@pytest.fixture(scope="module")
+def embed() -> EmbedStage:
+    return load_embed_stage(EmbedderSettings())
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+def index_stage(tmp_path: Path, client: redis.Redis) -> Iterator[IndexStage]:
+    index = EdgeIndex(tmp_path / "index")
+    try:
+        yield IndexStage(index, client, 3, 20, People(index, ClusterParams()))
+    finally:
+        index.close()
+
+
+def message(kind: JobKind, *images: bytes, **params: object) -> tuple[PipelineMessage, list[bytes]]:
+    msg = PipelineMessage(
+        job_id=f"job-{kind}-{len(images)}",
+        kind=kind,
+        tenant=TENANT,
+        params=JobParams.model_validate(params),
+        images=[ImageRef(index=i, name=f"image{i}.jpg") for i in range(len(images))],
+    )
+    return msg, list(images)
+
+
+def run_detect(stage: DetectStage, msg: PipelineMessage, images: list[bytes]) -> PipelineMessage:
+    outcome = stage.run(msg, lambda index: images[index])
+    assert outcome.result is None and outcome.forward is not None
+    return outcome.forward
+
+
+def test_every_job_kind_starts_at_detect_and_ends_at_its_last_stage() -> None:
+    assert set(ROUTES) == set(JobKind)
+    for kind, way in ROUTES.items():
+        assert way.stages[0] == DETECT, kind
+        assert way.finishes(way.stages[-1]) and way.after(way.stages[-1]) is None
+    assert route(JobKind.RECOGNIZE).after(DETECT) == EMBED
+    assert route(JobKind.RECOGNIZE).after(EMBED) == INDEX
+    assert route(JobKind.VERIFY).finishes(EMBED)
+
+
+def test_detect_ends_a_detect_job_and_forwards_the_others(detect: DetectStage) -> None:
+    msg, images = message(JobKind.DETECT, group_photo())
+    outcome = detect.run(msg, lambda index: images[index])
+    assert isinstance(outcome.result, DetectResult) and outcome.forward is None
+    assert len(outcome.result.faces) == 6
+    assert outcome.result.image.width > 0
+
+    msg, images = message(JobKind.RECOGNIZE, group_photo(), collection=GALLERY)
+    forward = run_detect(detect, msg, images)
+    assert len(unpack_crops(forward.crops)) == len(forward.embedded_faces()) == 6
+
+
+def test_detect_refuses_per_kind(detect: DetectStage) -> None:
+    # Verify needs a face in each image: the job fails.
+    msg, images = message(JobKind.VERIFY, portrait(), no_face())
+    with pytest.raises(NoFaceFound):
+        detect.run(msg, lambda index: images[index])
+    # Enrolment reports the image and goes on with the others.
+    msg, images = message(JobKind.ENROLL, portrait(), no_face(), group_photo())
+    forward = run_detect(detect, msg, images)
+    assert [ref.refused for ref in forward.images] == [None, "no_face", "several_faces"]
+    assert len(forward.faces) == 1
+    # The largest face of a group photo, where the request allows it.
+    msg, images = message(JobKind.ENROLL, group_photo(), largest_face=True)
+    assert len(run_detect(detect, msg, images).faces) == 1
+
+
+def test_embed_ends_a_verify_job_with_the_models_threshold(
+    detect: DetectStage, embed: EmbedStage
+) -> None:
+    msg, images = message(JobKind.VERIFY, portrait(), variant(portrait(), flip=True))
+    outcome = embed.run(run_detect(detect, msg, images))
+    assert isinstance(outcome.result, VerifyResult) and outcome.forward is None
+    assert outcome.result.same and outcome.result.similarity > outcome.result.threshold
+    # A request's threshold wins over the model's.
+    msg, images = message(JobKind.VERIFY, portrait(), portrait(), threshold=0.9999)
+    outcome = embed.run(run_detect(detect, msg, images))
+    assert isinstance(outcome.result, VerifyResult) and outcome.result.threshold == 0.9999
+
+
+def test_embed_forwards_vectors_thumbnails_and_its_scoring(
+    detect: DetectStage, embed: EmbedStage
+) -> None:
+    msg, images = message(JobKind.ENROLL, portrait())
+    forward = embed.run(run_detect(detect, msg, images)).forward
+    assert forward is not None and forward.model is not None
+    assert unpack_vectors(forward.vectors, forward.dim).shape == (1, forward.dim)
+    assert len(forward.thumbnails) == 1 and forward.crops == b""
+    assert forward.default_threshold is not None
+    # Recognition keeps no thumbnails: nobody reviews them.
+    msg, images = message(JobKind.RECOGNIZE, portrait(), collection=GALLERY)
+    recognized = embed.run(run_detect(detect, msg, images)).forward
+    assert recognized is not None and recognized.thumbnails == []
+
+
+def add_identity(client: redis.Redis, identity: str, name: str) -> None:
+    record = IdentityRecord(id=identity, name=name, created_at=1.0)
+    client.hset(identity_key(TENANT, GALLERY, identity), mapping=record.to_hash())
+
+
+SCORING = Scoring(0.3, None)
+
+
+def vectors_message(
+    kind: JobKind,
+    vectors: npt.NDArray[np.float64],
+    scoring: Scoring | None = SCORING,
+    **params: object,
+) -> PipelineMessage:
+    count = len(vectors)
+    msg = PipelineMessage(
+        job_id=f"job-{kind}",
+        kind=kind,
+        tenant=TENANT,
+        params=JobParams.model_validate({"collection": GALLERY, **params}),
+        images=[
+            ImageRef(index=i, name=f"image{i}.jpg", width=100, height=100, sha256=f"{i:064x}")
+            for i in range(count)
+        ],
+        faces=[
+            DetectedFace(image=i, bbox=[0, 0, 50, 50], landmarks=[[1, 1]] * 5, det_score=0.9)
+            for i in range(count)
+        ],
+        model="unit-model",
+        dim=vectors.shape[1],
+        vectors=pack_vectors(vectors.astype(np.float32)),
+    )
+    if scoring is not None:
+        msg.default_threshold, msg.calibration = scoring.message_fields()
+    return msg
+
+
+def unit(axis: int, dim: int = 8) -> npt.NDArray[np.float64]:
+    """A unit vector along one axis: two of them are as unlike as faces can be."""
+    vector = np.zeros(dim)
+    vector[axis] = 1.0
+    return vector
+
+
+def test_index_enrols_then_recognises_by_the_given_threshold(
+    index_stage: IndexStage, client: redis.Redis
+) -> None:
+    with pytest.raises(IdentityNotFound):
+        index_stage.run(vectors_message(JobKind.ENROLL, np.stack([unit(1)]), identity_id="ada"))
+    add_identity(client, "ada", "Ada")
+    enrolled = index_stage.run(
+        vectors_message(JobKind.ENROLL, np.stack([unit(1)]), identity_id="ada")
+    )
+    assert isinstance(enrolled, EnrolResult) and len(enrolled.faces) == 1
+    # The same image again is a duplicate, not a second face.
+    again = index_stage.run(vectors_message(JobKind.ENROLL, np.stack([unit(1)]), identity_id="ada"))
+    assert isinstance(again, EnrolResult) and not again.faces and len(again.duplicates) == 1
+
+    result = index_stage.run(vectors_message(JobKind.RECOGNIZE, np.stack([unit(1), unit(2)])))
+    assert isinstance(result, RecognizeResult) and result.threshold == 0.3
+    known, stranger = result.faces
+    assert known.identity is not None and known.identity.name == "Ada"
+    assert stranger.identity is None
+    strict = index_stage.run(
+        vectors_message(JobKind.RECOGNIZE, np.stack([unit(1)]), threshold=1.01)
+    )
+    assert isinstance(strict, RecognizeResult) and strict.faces[0].identity is None
+
+
+def test_index_keeps_a_batchs_unmatched_faces(index_stage: IndexStage, client: redis.Redis) -> None:
+    client.hset(batch_key("b1"), mapping={"status": "open"})
+    result = index_stage.run(
+        vectors_message(JobKind.BATCH, np.stack([unit(3), unit(4)]), batch_id="b1")
+    )
+    assert isinstance(result, BatchImageResult)
+    assert result.image.name == "image0.jpg"
+    assert [face.unassigned for face in result.faces] == [True, True]
+    assert len({face.face_id for face in result.faces}) == 2
+
+
+def test_index_refuses_a_message_that_skipped_the_embedder(index_stage: IndexStage) -> None:
+    with pytest.raises(StageFailed, match="embed"):
+        index_stage.run(vectors_message(JobKind.RECOGNIZE, np.stack([unit(1)]), scoring=None))
+
+
+def test_the_indexers_calls_count_and_erase_what_the_stage_stored(
+    tmp_path: Path, client: redis.Redis
+) -> None:
+    index = EdgeIndex(tmp_path / "index")
+    try:
+        people = People(index, ClusterParams())
+        stage, calls = IndexStage(index, client, 3, 20, people), IndexCalls(index, people)
+        add_identity(client, "bo", "Bo")
+        stage.run(vectors_message(JobKind.ENROLL, np.stack([unit(5), unit(6)]), identity_id="bo"))
+
+        def call(op: IndexCallOp, **fields: str) -> dict[str, object]:
+            msg = IndexCall(job_id="call", op=op, tenant=TENANT, collection=GALLERY, **fields)
+            return calls.answer(msg)
+
+        assert call(IndexCallOp.COUNT, identity_id="bo") == {"count": 2}
+        faces = call(IndexCallOp.IDENTITY_FACES, identity_id="bo")["faces"]
+        assert isinstance(faces, list) and len(faces) == 2
+        assert call(IndexCallOp.DELETE_IDENTITY, identity_id="bo") == {"deleted": 2, "remaining": 0}
+        assert call(IndexCallOp.COUNT, identity_id="bo") == {"count": 0}
+    finally:
+        index.close()
