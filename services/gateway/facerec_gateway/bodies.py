@@ -93,3 +93,145 @@ class KeyBody(BaseModel):
 class NewKeyBody(KeyBody):
     # The key itself: shown in this answer only.
     key: str
+
+
+class GallerySummary(BaseModel):
+    name: str
+    identities: int
+
+
+class GalleryList(BaseModel):
+    collections: list[GallerySummary]
+
+
+class GalleryErased(BaseModel):
+    collection: str
+    deleted_identities: int
+    deleted_batches: int
+    deleted_faces: int
+    # Counted again after the erasure: 0 unless it failed.
+    remaining_faces: int
+
+
+class IdentityErased(BaseModel):
+    id: str
+    deleted_faces: int
+    remaining_faces: int
+
+
+class StoredFace(BaseModel):
+    """An enrolled face as the index keeps it."""
+
+    face_id: str
+    image: str | None  # the file name it was enrolled from
+    bbox: list[float] | None
+    sha256: str | None
+    created_at: float | None
+    # 64x64 JPEG, base64; empty for faces enrolled before thumbnails were kept.
+    thumbnail: str
+
+
+class IdentityFaces(BaseModel):
+    identity_id: str
+    faces: list[StoredFace]
+
+
+class FaceErased(BaseModel):
+    face_id: str
+    identity_id: str
+    deleted_faces: int
+    remaining_faces: int
+    # The identity's faces left.
+    face_count: int
+
+
+class BatchErased(BaseModel):
+    id: str
+    deleted_faces: int
+    remaining_faces: int
+    # Image digests forgotten: the same files may be sent again.
+    forgotten_images: int
+
+
+class KnownImages(BaseModel):
+    known: list[str]
+
+
+class WebhookSecret(BaseModel):
+    secret: str
+
+
+class PersonSummary(BaseModel):
+    id: str
+    face_count: int
+    thumbnail: str
+    # The ids of the person's first faces.
+    faces: list[str]
+
+
+class PeopleOverview(BaseModel):
+    people: list[PersonSummary]
+    # Unassigned faces that are in no person yet.
+    unclustered: int
+
+
+class Clustered(BaseModel):
+    # Faces that joined or founded a person in this run.
+    grouped: int
+    people: int
+    unclustered: int
+
+
+class PersonFace(BaseModel):
+    face_id: str
+    image: str | None
+    bbox: list[float] | None
+    batch_id: str | None
+    thumbnail: str
+
+
+class Person(BaseModel):
+    id: str
+    face_count: int
+    faces: list[PersonFace]
+
+
+class FaceRejected(BaseModel):
+    face_id: str
+    deleted: int
+    remaining: int
+
+
+class KeyRevoked(BaseModel):
+    prefix: str
+    revoked: bool
+
+
+class TenantErased(BaseModel):
+    tenant: str
+    deleted_collections: int
+    deleted_identities: int
+    deleted_faces: int
+    remaining_faces: int
+    deleted_dead_letters: int
+    revoked_keys: int
+
+
+class DeadLetterSummary(BaseModel):
+    job_id: str
+    stage: str
+    code: str
+    detail: str
+    attempts: int
+    at: float
+    image_count: int
+
+
+class DeadLetterList(BaseModel):
+    dead_letters: list[DeadLetterSummary]
+
+
+class Redriven(BaseModel):
+    job_id: str
+    stage: str
+    status: str  # queued

@@ -14,7 +14,7 @@ from pydantic import AnyHttpUrl, BaseModel, Field
 
 from facerec_gateway.auth import ReadTenant, WriteTenant
 from facerec_gateway.batches import Admission
-from facerec_gateway.bodies import AddedImages, BatchBody
+from facerec_gateway.bodies import AddedImages, BatchBody, BatchErased, KnownImages
 from facerec_gateway.deps import CollectionPath, Services, ServicesDep, UuidPath
 from facerec_gateway.ids import sortable_id
 from facerec_gateway.indexer_calls import call_indexer
@@ -226,7 +226,7 @@ async def cancel_batch(
     return await _batch(services, tenant, collection, batch_id)
 
 
-@router.delete("/collections/{collection}/batches/{batch_id}")
+@router.delete("/collections/{collection}/batches/{batch_id}", response_model=BatchErased)
 async def delete_batch(
     collection: CollectionPath, batch_id: UuidPath, services: ServicesDep, tenant: WriteTenant
 ) -> dict[str, Any]:
@@ -268,7 +268,7 @@ async def batch_results(
     return BatchResultsPage(results=lines, next_cursor=next_cursor)
 
 
-@router.post("/collections/{collection}/images/lookup")
+@router.post("/collections/{collection}/images/lookup", response_model=KnownImages)
 async def lookup_images(
     collection: CollectionPath, body: ImageLookup, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:

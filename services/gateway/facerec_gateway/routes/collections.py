@@ -10,7 +10,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from facerec_gateway.auth import ReadTenant, WriteTenant
-from facerec_gateway.bodies import GalleryBody, IdentityBody
+from facerec_gateway.bodies import (
+    FaceErased,
+    GalleryBody,
+    GalleryErased,
+    GalleryList,
+    IdentityBody,
+    IdentityErased,
+    IdentityFaces,
+)
 from facerec_gateway.deps import CollectionPath, IdentityPath, ServicesDep, UuidPath
 from facerec_gateway.erasure import erase_gallery, erase_identity
 from facerec_gateway.fields import Metadata, Name
@@ -68,7 +76,7 @@ def identity_body(record: IdentityRecord, face_count: int | None = None) -> dict
     return body
 
 
-@router.get("")
+@router.get("", response_model=GalleryList)
 async def list_collections(services: ServicesDep, tenant: ReadTenant) -> dict[str, Any]:
     return {"collections": await services.identities.collections(tenant)}
 
@@ -109,7 +117,7 @@ async def update_collection(
     return await services.identities.collection(tenant, collection)
 
 
-@router.delete("/{collection}")
+@router.delete("/{collection}", response_model=GalleryErased)
 async def delete_collection(
     collection: CollectionPath, services: ServicesDep, tenant: WriteTenant
 ) -> dict[str, Any]:
@@ -230,7 +238,7 @@ def changed_identity(record: IdentityRecord, body: IdentityChanges) -> NewIdenti
         ) from None
 
 
-@router.get("/{collection}/identities/{identity_id}/faces")
+@router.get("/{collection}/identities/{identity_id}/faces", response_model=IdentityFaces)
 async def identity_faces(
     collection: CollectionPath, identity_id: IdentityPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
@@ -240,7 +248,7 @@ async def identity_faces(
     return await call_indexer(services, IndexCallOp.IDENTITY_FACES, tenant, collection, identity_id)
 
 
-@router.delete("/{collection}/identities/{identity_id}/faces/{face_id}")
+@router.delete("/{collection}/identities/{identity_id}/faces/{face_id}", response_model=FaceErased)
 async def delete_identity_face(
     collection: CollectionPath,
     identity_id: IdentityPath,
@@ -256,7 +264,7 @@ async def delete_identity_face(
     )
 
 
-@router.delete("/{collection}/identities/{identity_id}")
+@router.delete("/{collection}/identities/{identity_id}", response_model=IdentityErased)
 async def delete_identity(
     collection: CollectionPath,
     identity_id: IdentityPath,

@@ -9,6 +9,7 @@ from facerec_common.errors import NotFound
 from fastapi import APIRouter, Path
 
 from facerec_gateway.auth import AdminKey
+from facerec_gateway.bodies import DeadLetterList, Redriven
 from facerec_gateway.deps import ServicesDep
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
@@ -16,14 +17,14 @@ router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
 JobIdPath = Annotated[str, Path(max_length=64, pattern=r"^[0-9A-Za-z-]{1,64}$")]
 
 
-@router.get("")
+@router.get("", response_model=DeadLetterList)
 async def list_dead_letters(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
     """The tenant's dead letters, newest first: job, stage, reason, tries."""
     letters = await AsyncDeadLetters(services.redis).list(key.tenant)
     return {"dead_letters": [letter.summary() for letter in letters]}
 
 
-@router.post("/{job_id}/redrive")
+@router.post("/{job_id}/redrive", response_model=Redriven)
 async def redrive_dead_letter(
     job_id: JobIdPath, key: AdminKey, services: ServicesDep
 ) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from facerec_gateway.auth import AdminKey
-from facerec_gateway.bodies import KeyBody, NewKeyBody
+from facerec_gateway.bodies import KeyBody, KeyRevoked, NewKeyBody
 from facerec_gateway.deps import ServicesDep
 from facerec_gateway.keys import KeyScope
 from facerec_gateway.problems import Forbidden
@@ -46,7 +46,7 @@ async def list_keys(
     return {"keys": [k.body() for k in await services.keys.list(key.tenant, prefix)]}
 
 
-@router.delete("/keys/{prefix}")
+@router.delete("/keys/{prefix}", response_model=KeyRevoked)
 async def revoke_key(prefix: str, key: AdminKey, services: ServicesDep) -> dict[str, Any]:
     if not await services.keys.revoke(key.tenant, prefix):
         raise NotFound(f"no key {prefix!r} in this tenant")

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from facerec_gateway.auth import ReadTenant, WriteTenant, existing_collection
-from facerec_gateway.bodies import IdentityBody
+from facerec_gateway.bodies import Clustered, FaceRejected, IdentityBody, PeopleOverview, Person
 from facerec_gateway.deps import CollectionPath, ServicesDep, UuidPath
 from facerec_gateway.indexer_calls import call_indexer
 from facerec_gateway.routes.collections import AllowDuplicateName, NewIdentity, identity_created
@@ -27,7 +27,7 @@ class MergeInto(BaseModel):
     into: str
 
 
-@router.get("")
+@router.get("", response_model=PeopleOverview)
 async def list_people(
     collection: CollectionPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
@@ -35,7 +35,7 @@ async def list_people(
     return await call_indexer(services, IndexCallOp.PEOPLE, tenant, collection)
 
 
-@router.post("/cluster")
+@router.post("/cluster", response_model=Clustered)
 async def cluster_now(
     collection: CollectionPath, services: ServicesDep, tenant: WriteTenant
 ) -> dict[str, Any]:
@@ -43,7 +43,7 @@ async def cluster_now(
     return await call_indexer(services, IndexCallOp.CLUSTER, tenant, collection)
 
 
-@router.get("/{person_id}")
+@router.get("/{person_id}", response_model=Person)
 async def get_person(
     collection: CollectionPath, person_id: UuidPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
@@ -77,7 +77,7 @@ async def name_person(
     return identity_created(collection, record, face_count=moved["faces"])
 
 
-@router.post("/{person_id}/merge")
+@router.post("/{person_id}/merge", response_model=Person)
 async def merge_person(
     collection: CollectionPath,
     person_id: UuidPath,
@@ -98,7 +98,7 @@ async def merge_person(
     )
 
 
-@router.post("/{person_id}/faces/{face_id}/split")
+@router.post("/{person_id}/faces/{face_id}/split", response_model=Person)
 async def split_face(
     collection: CollectionPath,
     person_id: UuidPath,
@@ -112,7 +112,7 @@ async def split_face(
     )
 
 
-@router.delete("/{person_id}/faces/{face_id}")
+@router.delete("/{person_id}/faces/{face_id}", response_model=FaceRejected)
 async def reject_face(
     collection: CollectionPath,
     person_id: UuidPath,
