@@ -15,7 +15,7 @@ import httpx
 import images
 import pytest
 import redis.asyncio as aioredis
-from facerec_gateway.batches import Admission, BatchStore
+from facerec_gateway.batch_store import Admission, BatchStore
 from helpers import (
     JPEG,
     add,

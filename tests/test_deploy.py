@@ -1373,7 +1373,7 @@ COMPOSE_FILES = ["compose.yaml", "compose.cpu.yaml", ".env.example"]
 def registered_metrics() -> dict[str, tuple[str, list[str]]]:
     """facerec metric families: name -> (type, label names), from the services' modules."""
     from facerec_common import metrics as worker_metrics
-    from facerec_gateway import metrics as gateway_metrics
+    from facerec_gateway import http_metrics as gateway_metrics
     from prometheus_client import Counter, Gauge, Histogram
 
     found = {}

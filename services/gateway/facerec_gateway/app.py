@@ -13,15 +13,15 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from facerec_gateway.batches import BatchStore
+from facerec_gateway.batch_store import BatchStore
 from facerec_gateway.callbacks import CallbackSender, WebhookSecrets
 from facerec_gateway.deps import Services
 from facerec_gateway.fields import MAX_JSON_BODY_BYTES
-from facerec_gateway.identities import IdentityStore
-from facerec_gateway.jobs import JobStore, JobWaiter
+from facerec_gateway.http_metrics import MetricsMiddleware
+from facerec_gateway.identity_store import IdentityStore
+from facerec_gateway.job_store import JobStore, JobWaiter
 from facerec_gateway.keys import KeyScope, KeyStore
 from facerec_gateway.limits import RateLimiter
-from facerec_gateway.metrics import MetricsMiddleware
 from facerec_gateway.problems import (
     PROBLEM_RESPONSES,
     install_handlers,

@@ -79,7 +79,6 @@ def requiring(scope: KeyScope) -> Callable[..., Awaitable[ApiKey]]:
 
 
 ReadKey = Annotated[ApiKey, Depends(requiring(KeyScope.READ))]
-WriteKey = Annotated[ApiKey, Depends(requiring(KeyScope.WRITE))]
 AdminKey = Annotated[ApiKey, Depends(requiring(KeyScope.ADMIN))]
 
 

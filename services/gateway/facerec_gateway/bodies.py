@@ -4,6 +4,8 @@ the OpenAPI schema documents what each operation answers. Job results are in
 
 from typing import Any
 
+from facerec_common.identities import IdentityRecord
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from facerec_gateway.problems import Problem
@@ -235,3 +237,23 @@ class Redriven(BaseModel):
     job_id: str
     stage: str
     status: str  # queued
+
+
+def identity_body(record: IdentityRecord, face_count: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": record.id,
+        "name": record.name,
+        "metadata": record.metadata,
+        "created_at": record.created_at,
+    }
+    if face_count is not None:
+        body["face_count"] = face_count
+    return body
+
+
+def identity_created(collection: str, record: IdentityRecord, face_count: int) -> JSONResponse:
+    return JSONResponse(
+        identity_body(record, face_count=face_count),
+        status_code=201,
+        headers={"Location": f"/v1/collections/{collection}/identities/{record.id}"},
+    )

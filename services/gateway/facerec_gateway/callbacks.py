@@ -21,7 +21,7 @@ from facerec_common.identities import decoded, text
 from facerec_common.names import CALLBACKS_KEY, batch_key, webhook_secret_key
 from redis.exceptions import RedisError
 
-from facerec_gateway.batches import batch_body
+from facerec_gateway.batch_store import batch_body
 from facerec_gateway.egress import CallbackRefused, EgressPolicy
 
 log = logging.getLogger(__name__)

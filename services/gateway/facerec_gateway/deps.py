@@ -7,10 +7,10 @@ import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import Depends, Path, Request
 
-from facerec_gateway.batches import BatchStore
+from facerec_gateway.batch_store import BatchStore
 from facerec_gateway.callbacks import WebhookSecrets
-from facerec_gateway.identities import IdentityStore
-from facerec_gateway.jobs import JobStore, JobWaiter
+from facerec_gateway.identity_store import IdentityStore
+from facerec_gateway.job_store import JobStore, JobWaiter
 from facerec_gateway.keys import KeyStore
 from facerec_gateway.limits import RateLimiter
 from facerec_gateway.settings import GatewaySettings

@@ -7,7 +7,7 @@ filling Redis or the index payloads, and each refusal names the limit.
 import json
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 # Identity metadata: the serialised JSON object, and how deeply it may nest.
 MAX_METADATA_BYTES = 16 * 1024
@@ -45,3 +45,8 @@ Metadata = Annotated[
     ),
 ]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class NewIdentity(BaseModel):
+    name: Name
+    metadata: Metadata = Field(default_factory=dict)

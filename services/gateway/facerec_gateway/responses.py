@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from facerec_gateway.deps import Services
-from facerec_gateway.jobs import Job
+from facerec_gateway.job_store import Job
 from facerec_gateway.problems import JobNotFound, problem_from_stored, stored_problem
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, BaseModel, Field
 
 from facerec_gateway.auth import ReadTenant, WriteTenant
-from facerec_gateway.batches import Admission
+from facerec_gateway.batch_store import Admission
 from facerec_gateway.bodies import AddedImages, BatchBody, BatchErased, KnownImages
 from facerec_gateway.deps import CollectionPath, Services, ServicesDep, UuidPath
 from facerec_gateway.ids import sortable_id

@@ -18,30 +18,28 @@ from facerec_gateway.bodies import (
     IdentityBody,
     IdentityErased,
     IdentityFaces,
+    identity_body,
+    identity_created,
 )
 from facerec_gateway.deps import CollectionPath, IdentityPath, ServicesDep, UuidPath
 from facerec_gateway.erasure import erase_gallery, erase_identity
-from facerec_gateway.fields import Metadata, Name
+from facerec_gateway.fields import Metadata, Name, NewIdentity
 from facerec_gateway.indexer_calls import call_indexer
-from facerec_gateway.jobs import JobBody
-from facerec_gateway.responses import job_responses
-from facerec_gateway.routes.images import (
+from facerec_gateway.job_store import JobBody
+from facerec_gateway.queries import (
+    AllowDuplicateName,
     ConfidenceQuery,
     FastQuery,
     MaxFacesQuery,
     MinFaceSizeQuery,
     ThresholdQuery,
+    WaitQuery,
     threshold_params,
 )
-from facerec_gateway.routes.jobs import WaitQuery
+from facerec_gateway.responses import job_responses
 from facerec_gateway.submit import submit_images
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
-
-
-class NewIdentity(BaseModel):
-    name: Name
-    metadata: Metadata = Field(default_factory=dict)
 
 
 class IdentityChanges(BaseModel):
@@ -56,24 +54,6 @@ class IdentityPage(BaseModel):
     identities: list[IdentityBody]
     # Pass back as ``cursor`` for the next page; null on the last one.
     next_cursor: str | None
-
-
-AllowDuplicateName = Annotated[
-    bool,
-    Query(description="Allow a second identity with a name the gallery has already"),
-]
-
-
-def identity_body(record: IdentityRecord, face_count: int | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": record.id,
-        "name": record.name,
-        "metadata": record.metadata,
-        "created_at": record.created_at,
-    }
-    if face_count is not None:
-        body["face_count"] = face_count
-    return body
 
 
 @router.get("", response_model=GalleryList)
@@ -141,14 +121,6 @@ async def create_identity(
         tenant, collection, body.name, body.metadata, allow_duplicate_name
     )
     return identity_created(collection, record, face_count=0)
-
-
-def identity_created(collection: str, record: IdentityRecord, face_count: int) -> JSONResponse:
-    return JSONResponse(
-        identity_body(record, face_count=face_count),
-        status_code=201,
-        headers={"Location": f"/v1/collections/{collection}/identities/{record.id}"},
-    )
 
 
 @router.get("/{collection}/identities", response_model=IdentityPage)

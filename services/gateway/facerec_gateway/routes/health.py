@@ -19,8 +19,8 @@ from redis.exceptions import RedisError
 
 from facerec_gateway.auth import ReadKey
 from facerec_gateway.deps import ServicesDep
+from facerec_gateway.http_metrics import QUEUE_LENGTH
 from facerec_gateway.limits import queue_lengths
-from facerec_gateway.metrics import QUEUE_LENGTH
 from facerec_gateway.problems import problem_response
 
 router = APIRouter(tags=["health"])

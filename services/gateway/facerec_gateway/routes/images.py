@@ -1,50 +1,26 @@
 from typing import Annotated
 
-from facerec_common.errors import InvalidInput
 from facerec_common.messages import JobKind, JobParams
 from facerec_common.results import DetectResult, VerifyResult
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, UploadFile
 from fastapi.responses import JSONResponse
 
 from facerec_gateway.auth import ReadTenant
 from facerec_gateway.deps import ServicesDep
-from facerec_gateway.jobs import JobBody
+from facerec_gateway.job_store import JobBody
+from facerec_gateway.queries import (
+    ConfidenceQuery,
+    FastQuery,
+    MaxFacesQuery,
+    MinFaceSizeQuery,
+    ThresholdQuery,
+    WaitQuery,
+    threshold_params,
+)
 from facerec_gateway.responses import job_responses
-from facerec_gateway.routes.jobs import WaitQuery
 from facerec_gateway.submit import submit_images
 
 router = APIRouter(prefix="/v1", tags=["images"])
-
-MaxFacesQuery = Annotated[
-    int | None, Query(ge=1, description="Keep at most this many (largest) faces")
-]
-MinFaceSizeQuery = Annotated[
-    int | None,
-    Query(
-        ge=8,
-        le=4096,
-        description="Smallest face to look for, in pixels of the image (default 32); "
-        "smaller faces found are too_small",
-    ),
-]
-FastQuery = Annotated[
-    bool,
-    Query(description="One coarse detector pass: faster, misses faces under ~1/20 of the image"),
-]
-ThresholdQuery = Annotated[
-    float | None,
-    Query(ge=-1, le=1, description="Cosine similarity for 'same person'; default per model"),
-]
-ConfidenceQuery = Annotated[
-    float | None,
-    Query(gt=0, lt=1, description="The threshold as a calibrated confidence instead"),
-]
-
-
-def threshold_params(threshold: float | None, confidence: float | None) -> dict[str, float | None]:
-    if threshold is not None and confidence is not None:
-        raise InvalidInput("give threshold or confidence_threshold, not both")
-    return {"threshold": threshold, "confidence_threshold": confidence}
 
 
 @router.post(

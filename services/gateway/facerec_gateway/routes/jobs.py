@@ -1,21 +1,15 @@
-from typing import Annotated
-
 from facerec_common.logs import current_job
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from facerec_gateway.auth import ReadTenant
 from facerec_gateway.deps import ServicesDep
-from facerec_gateway.jobs import AnyJobBody
+from facerec_gateway.job_store import AnyJobBody
 from facerec_gateway.problems import JobNotFound
+from facerec_gateway.queries import WaitQuery
 from facerec_gateway.responses import answer, job_responses
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
-
-WaitQuery = Annotated[
-    float,
-    Query(ge=0, description="Seconds to wait for the job to finish (capped by the server)"),
-]
 
 
 @router.get("/jobs/{job_id}", response_model=None, responses=job_responses(AnyJobBody))

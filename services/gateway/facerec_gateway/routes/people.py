@@ -10,10 +10,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from facerec_gateway.auth import ReadTenant, WriteTenant, existing_collection
-from facerec_gateway.bodies import Clustered, FaceRejected, IdentityBody, PeopleOverview, Person
+from facerec_gateway.bodies import (
+    Clustered,
+    FaceRejected,
+    IdentityBody,
+    PeopleOverview,
+    Person,
+    identity_created,
+)
 from facerec_gateway.deps import CollectionPath, ServicesDep, UuidPath
+from facerec_gateway.fields import NewIdentity
 from facerec_gateway.indexer_calls import call_indexer
-from facerec_gateway.routes.collections import AllowDuplicateName, NewIdentity, identity_created
+from facerec_gateway.queries import AllowDuplicateName
 
 router = APIRouter(
     prefix="/v1/collections/{collection}/people",
