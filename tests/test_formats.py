@@ -5,16 +5,18 @@ names the file and kills no worker."""
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import images
 import photo_formats as formats
 import pytest
-from helpers import assert_problem, done
+from helpers import all_results, assert_problem, done
 from PIL import Image
 from stack import Stack
-from test_cli import all_results, facerec
 
 # Cosine similarity to the JPEG's embedding (the grey JPEG's for grey files): 0.95 or more
 # for every format. bench/formats.py measured the lowest on 96 photos: GIF 0.952 (its
@@ -92,14 +94,22 @@ def test_ingest_sends_every_format_as_it_is_and_finds_the_face_in_each(
     root.mkdir()
     for name, data in zoo.items():
         (root / f"{name}.{formats.SUFFIX[name]}").write_bytes(data)
-    run = facerec(
-        "-c", "formats", "--json", "ingest", str(root),
-        url=stack.url, key=stack.admin_key, home=tmp_path,
-    )  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "facerec_cli", "-c", "formats", "--json", "ingest", str(root)],
+        env={
+            **os.environ,
+            "FACEREC_URL": stack.url,
+            "FACEREC_API_KEY": stack.admin_key,
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     summary = json.loads(run.stdout)
     assert (summary["uploaded"], summary["refused"], summary["failed"]) == (len(zoo), [], [])
-    results = {r["name"]: r for r in all_results(api, "formats")}
+    results = {r["name"]: r for r in all_results(api, "formats", summary["batch_id"])}
     for name, data in zoo.items():
         result = results[f"{name}.{formats.SUFFIX[name]}"]
         assert result["sha256"] == hashlib.sha256(data).hexdigest()  # the file, unconverted
