@@ -44,6 +44,10 @@ class Claims:
         except redis.RedisError as exc:  # the visibility timeout still covers this task
             log.warning("could not claim task %s: %s", task_id, exc)
 
+    def holding(self) -> dict[str, Any]:
+        """The delivery tags this worker holds, and when that was read."""
+        return {"holding_at": time.time(), "holding": sorted(self._tags.values())}
+
     def release(self, task_id: str) -> None:
         tag = self._tags.pop(task_id, None)
         if tag is None:
@@ -54,13 +58,22 @@ class Claims:
             log.warning("could not release task %s: %s", task_id, exc)
 
 
+def _dropped(tag: str, claim: dict[str, Any], beat: dict[str, Any]) -> bool:
+    """Whether a live worker's beat, read after the claim was made, no longer lists it."""
+    try:
+        return tag not in beat["holding"] and float(beat["holding_at"]) > float(claim["at"])
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def reap(client: redis.Redis, restore: Callable[[str], None]) -> list[dict[str, Any]]:
     """Restore every claimed message whose worker is not alive; forget dead workers.
 
     A worker that stopped cleanly released its claims and removed its beat, so a claim
-    naming a worker without a live beat belongs to a dead one. Returns the claims restored.
+    naming a worker without a live beat belongs to a dead one; so does a claim that its
+    live worker's beat no longer lists. Returns the claims restored.
     """
-    live: set[str] = set()
+    live: dict[str, dict[str, Any]] = {}
     expired: dict[Queue, list[str]] = {}
     for queue in Queue:
         beats, gone = parse_beats(client.hgetall(workers_key(queue)))
@@ -74,7 +87,7 @@ def reap(client: redis.Redis, restore: Callable[[str], None]) -> list[dict[str, 
             owner = str(claim["worker"])
         except (ValueError, KeyError, TypeError):
             claim, owner = {}, ""
-        if owner in live:
+        if owner in live and not _dropped(tag, claim, live[owner]):
             continue
         restore(tag)
         client.hdel(inflight_key(), tag)

@@ -216,6 +216,12 @@ def run_worker(
     def reap_dead() -> None:
         reap(client, restore)
 
+    def facts() -> dict[str, Any]:
+        # The claims this worker still holds ride in its beat: a claim it no longer holds
+        # (its task failed while Redis was away, so neither the ack nor the release got
+        # through) is restored by the reaper although the worker lives.
+        return {**(probe() if probe is not None else {}), **claims.holding()}
+
     def on_ready(**_: Any) -> None:
         stoppers.append(
             start_heartbeat(
@@ -223,7 +229,7 @@ def run_worker(
                 queue,
                 hostname,
                 settings.heartbeat_interval_s,
-                probe,
+                facts,
                 on_beat=reap_dead,
             )
         )
