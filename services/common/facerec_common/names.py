@@ -151,5 +151,17 @@ def webhook_secret_key(tenant: str) -> str:
     return f"{PREFIX}:t:{tenant}:webhook-secret"
 
 
+def bootstrap_key_key(key_digest: str) -> str:
+    """Hash recording the fate of a bootstrap admin key (by its sha256): its tenant and
+    prefix, when it was created and, once revoked, when; a revoked one is never re-created."""
+    return f"{PREFIX}:bootstrap:{key_digest}"
+
+
+def audit_key(tenant: str) -> str:
+    """Stream of the tenant's audit records (admin and erasure actions), append-only and
+    trimmed by age; kept when the tenant is erased."""
+    return f"{PREFIX}:t:{tenant}:audit"
+
+
 # Sorted set of batch ids whose callback is due, scored by the time it is due.
 CALLBACKS_KEY = f"{PREFIX}:callbacks"

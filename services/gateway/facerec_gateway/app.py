@@ -14,13 +14,14 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facerec_gateway.batch_store import BatchStore
+from facerec_gateway.bootstrap import bootstrap_admin_key
 from facerec_gateway.callbacks import CallbackSender, WebhookSecrets
 from facerec_gateway.deps import Services
 from facerec_gateway.fields import MAX_JSON_BODY_BYTES
 from facerec_gateway.http_metrics import MetricsMiddleware
 from facerec_gateway.identity_store import IdentityStore
 from facerec_gateway.job_store import JobStore, JobWaiter
-from facerec_gateway.keys import KeyScope, KeyStore
+from facerec_gateway.keys import KeyStore
 from facerec_gateway.limits import RateLimiter
 from facerec_gateway.problems import (
     PROBLEM_RESPONSES,
@@ -29,6 +30,7 @@ from facerec_gateway.problems import (
     problem_response,
 )
 from facerec_gateway.routes import (
+    audit,
     batches,
     collections,
     dead_letters,
@@ -83,13 +85,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings.callback_timeout_s,
             settings.egress(),
         )
-        if settings.bootstrap_admin_key is not None:
-            await app.state.services.keys.create(
-                settings.bootstrap_tenant,
-                set(KeyScope),
-                "bootstrap admin key",
-                key=settings.bootstrap_admin_key.get_secret_value(),
-            )
+        await bootstrap_admin_key(app.state.services)
         background = [asyncio.create_task(waiter.listen()), asyncio.create_task(sender.run())]
         try:
             yield
@@ -111,7 +107,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_handlers(app)
     max_body = settings.max_image_bytes * settings.max_images_per_request + _MULTIPART_OVERHEAD
 
-    routers = (health, jobs, images, collections, batches, webhooks, people, keys, tenant)
+    routers = (health, jobs, images, collections, batches, webhooks, people, keys, tenant, audit)
     for module in (*routers, dead_letters):
         app.include_router(module.router, responses=PROBLEM_RESPONSES)
     app.include_router(web.router)  # the web page at /

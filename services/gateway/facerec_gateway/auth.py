@@ -2,6 +2,7 @@
 and scopes, and its request rate."""
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, Security
@@ -53,6 +54,9 @@ async def authenticate(request: Request, services: Services) -> ApiKey:
     key = await services.keys.authenticate(raw)
     if key is None:
         raise Unauthorized("the API key is unknown or has been revoked", _CHALLENGE)
+    if key.expired():
+        expiry = datetime.fromtimestamp(key.expires_at or 0, UTC).isoformat(timespec="seconds")
+        raise Unauthorized(f"the API key expired at {expiry}", _CHALLENGE)
     limit = key.rate_limit_per_minute or services.settings.rate_limit_per_minute
     retry_after = await services.limiter.retry_after(key.prefix, limit)
     if retry_after is not None:

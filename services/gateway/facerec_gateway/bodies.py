@@ -90,6 +90,10 @@ class KeyBody(BaseModel):
     name: str
     created_at: float
     rate_limit_per_minute: int | None
+    # Unix time after which the key is refused (401); null: it does not expire.
+    expires_at: float | None
+    # Unix time of its last use, to the minute; null: never used.
+    last_used_at: float | None
 
 
 class NewKeyBody(KeyBody):

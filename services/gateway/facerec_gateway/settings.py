@@ -20,9 +20,12 @@ class GatewaySettings(ServiceSettings):
     # How long identity and gallery calls wait for the indexer (counts, erasure).
     index_timeout_s: float = Field(30.0, gt=0)
     max_images_per_request: int = Field(10, ge=1)
-    # The first admin key, created (or refreshed) at start-up for bootstrap_tenant.
+    # The first admin key of bootstrap_tenant, created at start-up when that tenant has no
+    # admin key; once revoked it is never created again.
     bootstrap_admin_key: SecretStr | None = None
     bootstrap_tenant: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    # Days an audit record (admin and erasure actions, GET /v1/audit) is kept.
+    audit_retention_days: int = Field(365, ge=1, le=36500)
     # Requests per minute per API key unless the key sets its own (429 above it).
     rate_limit_per_minute: int = Field(600, ge=1)
     # New image requests get 429 while any stage queue holds more tasks than this.

@@ -12,6 +12,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, BaseModel, Field
 
+from facerec_gateway.audit import Audit, AuditAction
 from facerec_gateway.auth import ReadTenant, WriteTenant
 from facerec_gateway.batch_store import Admission
 from facerec_gateway.bodies import AddedImages, BatchBody, BatchErased, KnownImages
@@ -197,11 +198,17 @@ def _problem(exc: FaceRecError) -> dict[str, Any]:
     response_model_exclude_unset=True,
 )
 async def close_batch(
-    collection: CollectionPath, batch_id: UuidPath, services: ServicesDep, tenant: WriteTenant
+    collection: CollectionPath,
+    batch_id: UuidPath,
+    services: ServicesDep,
+    tenant: WriteTenant,
+    audit: Audit,
 ) -> dict[str, Any]:
     """No more images: the batch is done once every image has finished."""
     await _batch(services, tenant, collection, batch_id)
-    if await services.batches.close(batch_id):
+    finished = await services.batches.close(batch_id)
+    await audit.record(AuditAction.BATCH_CLOSED, collection=collection, batch_id=batch_id)
+    if finished:
         # Finished already: the workers will not see it end, so regroup the faces now.
         await call_indexer(services, IndexCallOp.CLUSTER, tenant, collection)
     return await _batch(services, tenant, collection, batch_id)
@@ -213,7 +220,11 @@ async def close_batch(
     response_model_exclude_unset=True,
 )
 async def cancel_batch(
-    collection: CollectionPath, batch_id: UuidPath, services: ServicesDep, tenant: WriteTenant
+    collection: CollectionPath,
+    batch_id: UuidPath,
+    services: ServicesDep,
+    tenant: WriteTenant,
+    audit: Audit,
 ) -> dict[str, Any]:
     """Stop an open or closed batch: no more images are taken; images still queued end as
     failed with ``batch-cancelled`` when a worker reaches them, and nothing of them is
@@ -223,12 +234,17 @@ async def cancel_batch(
     before = await services.batches.cancel(batch_id)
     if before not in ("open", "closed", "cancelled"):
         raise Conflict(f"batch {batch_id} is {batch['status']}; only an unfinished one can be")
+    await audit.record(AuditAction.BATCH_CANCELLED, collection=collection, batch_id=batch_id)
     return await _batch(services, tenant, collection, batch_id)
 
 
 @router.delete("/collections/{collection}/batches/{batch_id}", response_model=BatchErased)
 async def delete_batch(
-    collection: CollectionPath, batch_id: UuidPath, services: ServicesDep, tenant: WriteTenant
+    collection: CollectionPath,
+    batch_id: UuidPath,
+    services: ServicesDep,
+    tenant: WriteTenant,
+    audit: Audit,
 ) -> dict[str, Any]:
     """Delete a batch and what it added: it is cancelled first (images still queued are
     dropped), then its unassigned faces are erased from the index (faces already named into
@@ -237,8 +253,13 @@ async def delete_batch(
     await _batch(services, tenant, collection, batch_id)
     # Cancelled before the faces are erased: an image still queued stores nothing later.
     await services.batches.cancel(batch_id)
-    erased = await call_indexer(
-        services, IndexCallOp.DELETE_BATCH_FACES, tenant, collection, batch_id=batch_id
+    erased = await audit.around(
+        AuditAction.BATCH_DELETED,
+        call_indexer(
+            services, IndexCallOp.DELETE_BATCH_FACES, tenant, collection, batch_id=batch_id
+        ),
+        collection=collection,
+        batch_id=batch_id,
     )
     forgotten = await services.batches.delete(tenant, collection, batch_id)
     return {

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from facerec_gateway.audit import Audit, AuditAction
 from facerec_gateway.auth import ReadTenant, WriteTenant
 from facerec_gateway.bodies import (
     FaceErased,
@@ -89,22 +90,30 @@ async def create_collection(
 
 @router.patch("/{collection}", response_model=GalleryBody)
 async def update_collection(
-    collection: CollectionPath, body: GallerySettings, services: ServicesDep, tenant: WriteTenant
+    collection: CollectionPath,
+    body: GallerySettings,
+    services: ServicesDep,
+    tenant: WriteTenant,
+    audit: Audit,
 ) -> dict[str, Any]:
     """Set the gallery's own match threshold (a request's threshold still overrides it)."""
     await services.identities.require_collection(tenant, collection)
+    before = (await services.identities.collection(tenant, collection))["threshold"]
     await services.identities.set_threshold(tenant, collection, body.threshold)
+    change = {"before": before, "after": body.threshold}
+    await audit.record(AuditAction.THRESHOLD_CHANGED, detail=change, collection=collection)
     return await services.identities.collection(tenant, collection)
 
 
 @router.delete("/{collection}", response_model=GalleryErased)
 async def delete_collection(
-    collection: CollectionPath, services: ServicesDep, tenant: WriteTenant
+    collection: CollectionPath, services: ServicesDep, tenant: WriteTenant, audit: Audit
 ) -> dict[str, Any]:
     """Delete a gallery: every identity record, every face vector (enrolled and
     unassigned), every batch with its results."""
     await services.identities.require_collection(tenant, collection)
-    return await erase_gallery(services, tenant, collection)
+    erased = erase_gallery(services, tenant, collection)
+    return await audit.around(AuditAction.COLLECTION_DELETED, erased, collection=collection)
 
 
 @router.post("/{collection}/identities", status_code=201, response_model=IdentityBody)
@@ -227,13 +236,16 @@ async def delete_identity_face(
     face_id: UuidPath,
     services: ServicesDep,
     tenant: WriteTenant,
+    audit: Audit,
 ) -> dict[str, Any]:
     """Erase one enrolled face (its vector, box, thumbnail); the answer confirms it is gone
     and gives the identity's remaining face count."""
     await _existing(services, tenant, collection, identity_id)
-    return await call_indexer(
+    erased = call_indexer(
         services, IndexCallOp.DELETE_FACE, tenant, collection, identity_id, face_id=face_id
     )
+    target = {"collection": collection, "identity_id": identity_id, "face_id": face_id}
+    return await audit.around(AuditAction.FACE_DELETED, erased, **target)
 
 
 @router.delete("/{collection}/identities/{identity_id}", response_model=IdentityErased)
@@ -242,10 +254,13 @@ async def delete_identity(
     identity_id: IdentityPath,
     services: ServicesDep,
     tenant: WriteTenant,
+    audit: Audit,
 ) -> dict[str, Any]:
     """Delete an identity and every face vector of it; the answer confirms none remain."""
     await _existing(services, tenant, collection, identity_id)
-    return await erase_identity(services, tenant, collection, identity_id)
+    erased = erase_identity(services, tenant, collection, identity_id)
+    target = {"collection": collection, "identity_id": identity_id}
+    return await audit.around(AuditAction.IDENTITY_DELETED, erased, **target)
 
 
 @router.post(

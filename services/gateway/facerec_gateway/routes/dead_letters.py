@@ -8,6 +8,7 @@ from facerec_common.deadletters import AsyncDeadLetters
 from facerec_common.errors import NotFound
 from fastapi import APIRouter, Path
 
+from facerec_gateway.audit import Audit, AuditAction
 from facerec_gateway.auth import AdminKey
 from facerec_gateway.bodies import DeadLetterList, Redriven
 from facerec_gateway.deps import ServicesDep
@@ -26,7 +27,7 @@ async def list_dead_letters(key: AdminKey, services: ServicesDep) -> dict[str, A
 
 @router.post("/{job_id}/redrive", response_model=Redriven)
 async def redrive_dead_letter(
-    job_id: JobIdPath, key: AdminKey, services: ServicesDep
+    job_id: JobIdPath, key: AdminKey, services: ServicesDep, audit: Audit
 ) -> dict[str, Any]:
     """Send the job's failed stage again, with its tries counted from zero; the job is
     queued again and ends as any other."""
@@ -37,5 +38,8 @@ async def redrive_dead_letter(
     await store.requeue_job(letter, services.settings.job_ttl_s)
     await anyio.to_thread.run_sync(
         lambda: services.celery.send_task(letter.task, args=[letter.payload])
+    )
+    await audit.record(
+        AuditAction.DEAD_LETTER_REDRIVEN, detail={"stage": letter.stage}, job_id=job_id
     )
     return {"job_id": job_id, "stage": letter.stage, "status": "queued"}

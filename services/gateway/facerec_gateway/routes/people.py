@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from facerec_gateway.audit import Audit, AuditAction
 from facerec_gateway.auth import ReadTenant, WriteTenant, existing_collection
 from facerec_gateway.bodies import (
     Clustered,
@@ -127,8 +128,11 @@ async def reject_face(
     face_id: UuidPath,
     services: ServicesDep,
     tenant: WriteTenant,
+    audit: Audit,
 ) -> dict[str, Any]:
     """Erase the face from the index."""
-    return await call_indexer(
+    erased = call_indexer(
         services, IndexCallOp.REJECT_FACE, tenant, collection, person_id=person_id, face_id=face_id
     )
+    target = {"collection": collection, "person_id": person_id, "face_id": face_id}
+    return await audit.around(AuditAction.PERSON_FACE_REJECTED, erased, **target)

@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from facerec_gateway.audit import Audit, AuditAction
 from facerec_gateway.auth import AdminKey
 from facerec_gateway.bodies import WebhookSecret
 from facerec_gateway.deps import ServicesDep
@@ -18,5 +19,9 @@ async def webhook_secret(key: AdminKey, services: ServicesDep) -> dict[str, Any]
 
 
 @router.post("/webhook-secret", response_model=WebhookSecret)
-async def rotate_webhook_secret(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
-    return {"secret": await services.webhooks.rotate(key.tenant)}
+async def rotate_webhook_secret(
+    key: AdminKey, services: ServicesDep, audit: Audit
+) -> dict[str, Any]:
+    secret = await services.webhooks.rotate(key.tenant)
+    await audit.record(AuditAction.WEBHOOK_SECRET_ROTATED)
+    return {"secret": secret}
