@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pytest
 import redis
 from facerec_common.codec import pack_vectors, unpack_crops, unpack_vectors
-from facerec_common.errors import IdentityNotFound, NoFaceFound, StageFailed
+from facerec_common.errors import IdentityNotFound, InvalidInput, NoFaceFound, StageFailed
 from facerec_common.identities import IdentityRecord
 from facerec_common.kinds import DETECT, EMBED, INDEX, ROUTES, route
 from facerec_common.messages import (
@@ -29,6 +29,7 @@ from facerec_common.results import (
     DetectResult,
     EnrolResult,
     RecognizeResult,
+    RepresentResult,
     VerifyResult,
 )
 from facerec_common.scores import Scoring
@@ -94,7 +95,8 @@ def run_detect(stage: DetectStage, msg: PipelineMessage, images: list[bytes]) ->
 def test_every_job_kind_starts_at_detect_and_ends_at_its_last_stage() -> None:
     assert set(ROUTES) == set(JobKind)
     for kind, way in ROUTES.items():
-        assert way.stages[0] == DETECT, kind
+        # A search brings its own vector: it has no image to detect in.
+        assert way.stages[0] == (EMBED if kind is JobKind.SEARCH else DETECT), kind
         assert way.finishes(way.stages[-1]) and way.after(way.stages[-1]) is None
     assert route(JobKind.RECOGNIZE).after(DETECT) == EMBED
     assert route(JobKind.RECOGNIZE).after(EMBED) == INDEX
@@ -154,6 +156,36 @@ def test_embed_forwards_vectors_thumbnails_and_its_scoring(
     msg, images = message(JobKind.RECOGNIZE, portrait(), collection=GALLERY)
     recognized = embed.run(run_detect(detect, msg, images)).forward
     assert recognized is not None and recognized.thumbnails == []
+
+
+def test_embed_represents_every_face_and_checks_a_supplied_vectors_model(
+    detect: DetectStage, embed: EmbedStage
+) -> None:
+    msg, images = message(JobKind.REPRESENT, group_photo())
+    outcome = embed.run(run_detect(detect, msg, images))
+    assert isinstance(outcome.result, RepresentResult) and outcome.forward is None
+    assert outcome.result.model == embed.tag and len(outcome.result.faces) == 6
+    vector = np.array(outcome.result.faces[0].embedding, dtype=np.float32)
+    assert vector.shape == (embed.tag.dim,)
+    # A search's vector goes on to the index with the model's scoring, if its tag fits.
+    other = embed.tag.model_copy(update={"model": "w600k_r50"})
+    for tag, fits in ((embed.tag, True), (other, False)):
+        search = PipelineMessage(
+            job_id="job-search",
+            kind=JobKind.SEARCH,
+            tenant=TENANT,
+            params=JobParams(collection=GALLERY, embedding_model=tag),
+            images=[],
+            dim=len(vector),
+            vectors=pack_vectors(vector[None, :]),
+        )
+        if not fits:
+            with pytest.raises(InvalidInput, match="another model"):
+                embed.run(search)
+            continue
+        forward = embed.run(search).forward
+        assert forward is not None and forward.model == embed.tag.model
+        assert forward.default_threshold is not None
 
 
 def add_identity(client: redis.Redis, identity: str, name: str) -> None:

@@ -1,7 +1,7 @@
 """Each job kind's way through the stages, in one table.
 
-A job starts at the detect stage (the gateway sends every image job there) and passes the
-stages its kind lists, in order; the last one finishes it with the kind's result. A worker
+A job starts at the first stage its kind lists (the detect stage for every image job) and
+passes the others in order; the last one finishes it with the kind's result. A worker
 never names its next task: it asks this table. Adding a job kind means a row here, its
 result model in ``results``, and the work in the stages it passes.
 """
@@ -57,6 +57,11 @@ ROUTES: dict[JobKind, KindRoute] = {
     ),
     JobKind.VERIFY_IDENTITY: KindRoute((DETECT, EMBED, INDEX), one_face=True),
     JobKind.BATCH: KindRoute((DETECT, EMBED, INDEX), thumbnails=True),
+    # Embeddings handed out: the embedder answers, the index is not read.
+    JobKind.REPRESENT: KindRoute((DETECT, EMBED)),
+    # A supplied vector has no image to detect in: the job starts at the embedder, which
+    # checks the vector's model tag and adds how its model scores.
+    JobKind.SEARCH: KindRoute((EMBED, INDEX)),
 }
 
 

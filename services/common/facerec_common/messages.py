@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from facerec_common.embeddings import EmbeddingModel, Encoding
+
 
 class JobKind(StrEnum):
     DETECT = "detect"
@@ -21,6 +23,11 @@ class JobKind(StrEnum):
     # One image of a batch: recognised like RECOGNIZE; faces that match nobody are kept as
     # the gallery's unassigned faces and grouped into people.
     BATCH = "batch"
+    # Every face of an image with its embedding, tagged with the model: nothing is searched.
+    REPRESENT = "represent"
+    # 1:N with a supplied embedding instead of an image: starts at the embed stage, which
+    # checks the vector's model tag against its own.
+    SEARCH = "search"
 
 
 class Refusal(StrEnum):
@@ -44,6 +51,10 @@ class JobParams(BaseModel):
     min_face_size: int | None = None
     # One coarse detector pass only: faster, misses faces much smaller than 1/20 of the image.
     fast: bool = False
+    # Represent: how the embeddings are written in the result.
+    encoding: Encoding = Encoding.JSON
+    # Search: the model tag the supplied vector came with.
+    embedding_model: EmbeddingModel | None = None
 
 
 class DetectionPass(BaseModel):

@@ -8,6 +8,7 @@ them. A field renamed here is renamed for every reader at once, or fails type ch
 
 from pydantic import BaseModel
 
+from facerec_common.embeddings import EmbeddingModel, Encoding
 from facerec_common.messages import DetectedFace, Detection, Refusal
 
 
@@ -141,6 +142,36 @@ class VerifyIdentityResult(BaseModel):
     face: Face
 
 
+class RepresentedFace(Face):
+    # The face's unit vector, as the result's encoding says: JSON numbers in
+    # ``embedding``, or float32 little-endian bytes in base64 in ``embedding_b64``. Both
+    # null for a face that was not embedded (too small, or under a quality filter).
+    embedding: list[float] | None = None
+    embedding_b64: str | None = None
+
+
+class RepresentResult(BaseModel):
+    """Every face of an image with its embedding and the model that made it."""
+
+    model: EmbeddingModel
+    encoding: Encoding
+    image: ImageSize
+    faces: list[RepresentedFace]
+
+
+class SearchResult(BaseModel):
+    """1:N with a supplied embedding: the best identities of the gallery."""
+
+    collection: str
+    model: EmbeddingModel
+    threshold: float
+    # The best candidate when it reaches the threshold, else null.
+    identity: IdentityRef | None
+    similarity: float | None
+    confidence: float | None
+    candidates: list[Candidate]
+
+
 # Every result a job can end with; which one is set by the job's kind.
 JobResult = (
     DetectResult
@@ -149,4 +180,6 @@ JobResult = (
     | BatchImageResult
     | EnrolResult
     | VerifyIdentityResult
+    | RepresentResult
+    | SearchResult
 )

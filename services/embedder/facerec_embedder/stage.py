@@ -5,9 +5,17 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 from facerec_common.codec import pack_vectors, unpack_crops
+from facerec_common.embeddings import EmbeddingModel, Encoding, encode_b64
+from facerec_common.errors import InvalidInput
 from facerec_common.kinds import EMBED, route
-from facerec_common.messages import PipelineMessage
-from facerec_common.results import Face, VerifyResult
+from facerec_common.messages import JobKind, PipelineMessage
+from facerec_common.results import (
+    Face,
+    ImageSize,
+    RepresentedFace,
+    RepresentResult,
+    VerifyResult,
+)
 from facerec_common.scores import Scoring
 from facerec_common.worker import StageOutcome
 
@@ -15,14 +23,20 @@ from facerec_embedder.model import FaceEmbedder
 
 
 class EmbedStage:
-    def __init__(self, embedder: FaceEmbedder, scoring: Scoring) -> None:
+    def __init__(self, embedder: FaceEmbedder, scoring: Scoring, tag: EmbeddingModel) -> None:
         self._embedder = embedder
         self._scoring = scoring
+        # What every vector this stage makes is tagged with, and a supplied one must carry.
+        self.tag = tag
 
     def run(self, msg: PipelineMessage) -> StageOutcome:
+        if msg.kind is JobKind.SEARCH:
+            return StageOutcome(forward=self._supplied(msg))
         crops = unpack_crops(msg.crops)
         vectors = self._embedder.embed(crops)
         kind = route(msg.kind)
+        if msg.kind is JobKind.REPRESENT:
+            return StageOutcome(result=self._represented(msg, vectors))
         if kind.finishes(EMBED):
             threshold = self._scoring.threshold(msg.params)
             similarity = float(np.dot(vectors[0], vectors[1]))
@@ -46,6 +60,48 @@ class EmbedStage:
         # The index stage scores matches as this model does (see scores.message_scoring).
         msg.default_threshold, msg.calibration = self._scoring.message_fields()
         return StageOutcome(forward=msg)
+
+    def _represented(
+        self, msg: PipelineMessage, vectors: npt.NDArray[np.float32]
+    ) -> RepresentResult:
+        encoding = msg.params.encoding
+        unit = iter(vectors)
+        # The faces that were embedded, in crop order (the others are reported without).
+        embedded = {id(face) for face in msg.embedded_faces()}
+        faces = []
+        for face in msg.faces:
+            out = RepresentedFace(**Face.of(face).model_dump())
+            if id(face) in embedded:
+                vector = next(unit)
+                if encoding is Encoding.BASE64:
+                    out.embedding_b64 = encode_b64(vector)
+                else:
+                    out.embedding = [float(v) for v in vector]
+            faces.append(out)
+        image = msg.images[0]
+        return RepresentResult(
+            model=self.tag,
+            encoding=encoding,
+            image=ImageSize(width=image.width, height=image.height, detection=image.detection),
+            faces=faces,
+        )
+
+    def _supplied(self, msg: PipelineMessage) -> PipelineMessage:
+        """A search's own vector: refused unless it comes from this stage's model; then
+        it travels on as if this stage had made it."""
+        theirs = msg.params.embedding_model
+        if theirs is None:
+            raise InvalidInput("a search by embedding needs the embedding's model tag")
+        differences = self.tag.differences(theirs)
+        if differences:
+            raise InvalidInput(
+                "the embedding is from another model than this deployment's "
+                f"({self.tag.pack} {self.tag.model} {self.tag.version}): " + "; ".join(differences)
+            )
+        msg.model = self._embedder.name
+        msg.dim = self._embedder.dim
+        msg.default_threshold, msg.calibration = self._scoring.message_fields()
+        return msg
 
 
 THUMBNAIL_SIZE = 64

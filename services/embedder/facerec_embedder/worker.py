@@ -2,6 +2,7 @@
 
 import logging
 
+from facerec_common.embeddings import EmbeddingModel
 from facerec_common.jobs import JobWriter
 from facerec_common.kinds import EMBED
 from facerec_common.logs import configure_logging
@@ -10,7 +11,7 @@ from facerec_common.names import Queue
 from facerec_common.scores import Calibration, Scoring
 from facerec_common.worker import StageOutcome, run_worker, stage_app
 from facerec_runtime.loader import load_model
-from facerec_runtime.packs import KNOWN_PACKS
+from facerec_runtime.packs import KNOWN_PACKS, file_sha256, verified_path
 
 from facerec_embedder.model import FaceEmbedder
 from facerec_embedder.settings import EmbedderSettings
@@ -30,7 +31,14 @@ def load_stage(settings: EmbedderSettings) -> EmbedStage:
     log.info("embedder ready: %s (%d-d) on %s", embedder.name, embedder.dim, embedder.providers)
     threshold = settings.threshold if settings.threshold is not None else pack.default_threshold
     calibration = Calibration(*pack.calibration) if pack.calibration else None
-    return EmbedStage(embedder, Scoring(threshold, calibration))
+    path = verified_path(pack, pack.recognizer, settings.models_dir)
+    tag = EmbeddingModel(
+        pack=pack.name,
+        model=embedder.name,
+        version=file_sha256(path)[:16],
+        dim=embedder.dim,
+    )
+    return EmbedStage(embedder, Scoring(threshold, calibration), tag)
 
 
 def main() -> None:

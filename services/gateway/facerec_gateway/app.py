@@ -34,6 +34,7 @@ from facerec_gateway.routes import (
     batches,
     collections,
     dead_letters,
+    embeddings,
     health,
     images,
     jobs,
@@ -108,7 +109,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     max_body = settings.max_image_bytes * settings.max_images_per_request + _MULTIPART_OVERHEAD
 
     routers = (health, jobs, images, collections, batches, webhooks, people, keys, tenant, audit)
-    for module in (*routers, dead_letters):
+    for module in (*routers, dead_letters, embeddings):
         app.include_router(module.router, responses=PROBLEM_RESPONSES)
     app.include_router(web.router)  # the web page at /
     generated = app.openapi

@@ -32,6 +32,7 @@ from facerec_common.results import (
     RecognizedFace,
     RecognizeResult,
     RefusedImage,
+    SearchResult,
     VerifyIdentityResult,
 )
 from facerec_common.scores import Scoring, message_scoring
@@ -94,6 +95,8 @@ class IndexStage:
             return self._verify_identity(msg)
         if msg.kind is JobKind.BATCH:
             return self._batch(msg)
+        if msg.kind is JobKind.SEARCH:
+            return self._search(msg)
         raise InvalidInput(f"the index stage does not handle {msg.kind} jobs")
 
     def _records(self, tenant: str, collection: str, ids: list[str]) -> dict[str, IdentityRecord]:
@@ -160,6 +163,41 @@ class IndexStage:
             threshold=threshold,
             image=ImageSize(width=image.width, height=image.height, detection=image.detection),
             faces=faces,
+        )
+
+    def _search(self, msg: PipelineMessage) -> SearchResult:
+        """A supplied vector (checked and tagged by the embedder) against the gallery's
+        enrolled faces, as recognition searches a face."""
+        collection = required(msg.params.collection, "collection")
+        tag = msg.params.embedding_model
+        if tag is None or msg.model is None or not msg.dim:
+            raise InvalidInput("a search needs a vector checked by the embed stage")
+        threshold, scoring = self._threshold(msg, collection)
+        top_k = max(1, min(msg.params.top_k, self._max_top_k))
+        with timed(INDEX_SEARCH):
+            [hits] = self._index.search(
+                msg.model,
+                unpack_vectors(msg.vectors, msg.dim)[:1],
+                Scope(msg.tenant, collection, pool=ENROLLED),
+                limit=top_k * self._faces_per_candidate,
+            )
+        best = _best_per_identity(hits, top_k)
+        names = self._records(msg.tenant, collection, sorted({h.identity_id for h in best}))
+        candidates = [
+            _candidate(h, names[h.identity_id].name, scoring)
+            for h in best
+            if h.identity_id in names
+        ]
+        top = candidates[0] if candidates else None
+        known = top is not None and best[0].score >= threshold
+        return SearchResult(
+            collection=collection,
+            model=tag,
+            threshold=threshold,
+            identity=IdentityRef(id=top.id, name=top.name) if top and known else None,
+            similarity=top.similarity if top else None,
+            confidence=top.confidence if top else None,
+            candidates=candidates,
         )
 
     def _batch(self, msg: PipelineMessage) -> BatchImageResult:
