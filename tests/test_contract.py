@@ -2,17 +2,21 @@
 validates against the response schema its operation documents (and a deliberately wrong
 body does not, so the check can fail)."""
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 import schemathesis
+from facerec_common.errors import CollectionNotFound, IdentityNotFound
 from facerec_gateway.app import create_app
+from facerec_gateway.identity_store import IdentityStore
 from facerec_gateway.settings import GatewaySettings
 from helpers import JPEG, make_gallery, new_identity, upload
 from images import group_photo, no_face, portrait
 from schemathesis.openapi.checks import JsonSchemaError
-from stack import wait_until
+from stack import Stack, wait_until
 
 SCHEMA = schemathesis.openapi.from_dict(create_app(GatewaySettings()).openapi())
 WAIT = {"wait": 30}
@@ -39,8 +43,15 @@ def test_every_operation_documents_its_success_and_problem_bodies() -> None:
                 [content] = responses[code]["content"].values()
                 # A named model, never an empty or free-form object.
                 assert "$ref" in content["schema"], (method, path, code, content["schema"])
-            problem = responses["4XX"]["content"]["application/problem+json"]["schema"]
-            assert problem == {"$ref": "#/components/schemas/Problem"}, (method, path)
+            # Each refusal and failure named by its own status, never a range, each a problem.
+            errors = [code for code in responses if not code.startswith("2")]
+            assert {"500", "503"} <= set(errors), (method, path)
+            for code in errors:
+                assert code.isdigit() and int(code) >= 400, (method, path, code)
+                problem = responses[code]["content"]["application/problem+json"]["schema"]
+                assert problem == {"$ref": "#/components/schemas/Problem"}, (method, path, code)
+            if operation.get("security"):
+                assert {"401", "403", "429"} <= set(errors), (method, path)
 
 
 def test_every_job_kinds_answer_matches_its_schema(api: httpx.Client) -> None:
@@ -128,3 +139,89 @@ def test_a_body_that_breaks_the_contract_is_caught(api: httpx.Client) -> None:
     broken.elapsed = response.elapsed
     with pytest.raises(JsonSchemaError, match="violates schema"):
         SCHEMA["/v1/detect"]["POST"].validate_response(broken)
+
+
+def test_every_json_body_says_it_refuses_extra_fields_and_does() -> None:
+    schema = create_app(GatewaySettings()).openapi()
+    bodies = [
+        operation["requestBody"]["content"]["application/json"]["schema"]
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+    assert bodies
+    # A body that may be left out is anyOf the model and null.
+    refs = [b["$ref"] if "$ref" in b else b["anyOf"][0]["$ref"] for b in bodies]
+    for ref in refs:
+        model = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+        assert model.get("additionalProperties") is False, ref
+
+
+def test_an_extra_field_is_refused_by_name(api: httpx.Client) -> None:
+    make_gallery(api, "extras")
+    response = api.post("/v1/collections/extras/identities", json={"name": "A", "nmae": "B"})
+    assert response.status_code == 422, response.text
+    assert "nmae" in response.json()["detail"]
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_an_out_of_range_cursor_is_a_4xx_that_names_it(api: httpx.Client) -> None:
+    make_gallery(api, "cursors")
+    batch = api.post("/v1/collections/cursors/batches", json={}).json()["id"]
+    for cursor in ("10216120875895656448", "-1", "abc"):
+        response = api.get(
+            f"/v1/collections/cursors/batches/{batch}/results", params={"cursor": cursor}
+        )
+        assert response.status_code == 422, (cursor, response.text)
+        assert "cursor" in response.json()["detail"], response.text
+    identities = api.get("/v1/collections/cursors/identities", params={"cursor": "x" * 40})
+    assert identities.status_code == 422, identities.text
+
+
+def test_an_undeclared_method_is_a_405_that_lists_the_allowed_ones(api: httpx.Client) -> None:
+    cases = {
+        "/v1/collections/any": {"DELETE", "GET", "PATCH", "PUT"},
+        # A literal segment is not an id: /people/cluster takes POST only.
+        "/v1/collections/any/people/cluster": {"POST"},
+        "/healthz": {"GET"},
+    }
+    for path, allowed in cases.items():
+        response = api.request("TRACE", path)
+        assert response.status_code == 405, (path, response.text)
+        assert set(response.headers["allow"].split(", ")) == allowed, path
+        assert response.json()["code"] == "method-not-allowed"
+    assert api.get("/v1/collections/any/people/cluster").status_code == 405
+
+
+def test_a_change_racing_an_erasure_brings_nothing_back(api: httpx.Client, stack: Stack) -> None:
+    """A rename or a threshold change that read its record just before the identity or the
+    gallery was erased must not write a record back (the 'deleted resource still
+    available' an outside fuzzer saw once): the store's writes are replayed here with the
+    record read before the erasure."""
+    make_gallery(api, "race")
+    identity = new_identity(api, "race", "Racer")
+    tenant = GatewaySettings().bootstrap_tenant  # the tenant of the stack's admin key
+
+    async def replay() -> None:
+        client = aioredis.from_url(stack.redis_url)
+        store = IdentityStore(client)
+        headers = {"X-API-Key": stack.admin_key}
+        try:
+            async with httpx.AsyncClient(base_url=stack.url, headers=headers) as http:
+                stale = await store.get(tenant, "race", identity)
+                assert stale is not None
+                erased = await http.delete(f"/v1/collections/race/identities/{identity}")
+                assert erased.status_code == 200, erased.text
+                with pytest.raises(IdentityNotFound):
+                    await store.update(tenant, "race", stale, "Back", None)
+                assert await store.get(tenant, "race", identity) is None
+                assert (await http.delete("/v1/collections/race")).status_code == 200
+                with pytest.raises(CollectionNotFound):
+                    await store.set_threshold(tenant, "race", 0.4)
+                assert not await store.has_collection(tenant, "race")
+        finally:
+            await client.aclose()
+
+    asyncio.run(replay())
+    assert api.get(f"/v1/collections/race/identities/{identity}").status_code == 404
+    assert api.get("/v1/collections/race").status_code == 404

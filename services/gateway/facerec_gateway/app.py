@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from facerec_gateway.batch_store import BatchStore
 from facerec_gateway.bootstrap import bootstrap_admin_key
 from facerec_gateway.callbacks import CallbackSender, WebhookSecrets
+from facerec_gateway.contract import document_problems
 from facerec_gateway.deps import Services
 from facerec_gateway.fields import MAX_JSON_BODY_BYTES
 from facerec_gateway.http_metrics import MetricsMiddleware
@@ -23,12 +24,7 @@ from facerec_gateway.identity_store import IdentityStore
 from facerec_gateway.job_store import JobStore, JobWaiter
 from facerec_gateway.keys import KeyStore
 from facerec_gateway.limits import RateLimiter
-from facerec_gateway.problems import (
-    PROBLEM_RESPONSES,
-    install_handlers,
-    problem_media_types,
-    problem_response,
-)
+from facerec_gateway.problems import install_handlers, problem_response
 from facerec_gateway.routes import (
     audit,
     batches,
@@ -110,14 +106,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     routers = (health, jobs, images, collections, batches, webhooks, people, keys, tenant, audit)
     for module in (*routers, dead_letters, embeddings):
-        app.include_router(module.router, responses=PROBLEM_RESPONSES)
+        app.include_router(module.router)
     app.include_router(web.router)  # the web page at /
     generated = app.openapi
 
     def openapi() -> dict[str, Any]:
         fresh = app.openapi_schema is None
         schema = generated()
-        return problem_media_types(schema) if fresh else schema
+        return document_problems(schema) if fresh else schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_body=max_body)

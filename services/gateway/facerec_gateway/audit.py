@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # A stream id: milliseconds, a dash, a sequence number; each below 2**64.
-CURSOR_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"
+# A stream id (milliseconds-sequence), bounded so both parts stay inside 64 bits: every
+# cursor the pattern admits is one Redis takes.
+CURSOR_PATTERN = r"^[0-9]{1,15}-[0-9]{1,18}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
-_MAX_ID_PART = 2**64 - 1
 # Target ids are ids; anything longer is cut, never stored whole.
 _MAX_TARGET_CHARS = 128
 TARGET_FIELDS = (
@@ -81,7 +82,7 @@ Detail = dict[str, str | int | float | bool | None]
 def parse_cursor(cursor: str) -> str:
     """A page cursor is a stream id this API handed out; anything else is refused here,
     never sent to Redis."""
-    if _CURSOR.match(cursor) is None or any(int(part) > _MAX_ID_PART for part in cursor.split("-")):
+    if _CURSOR.match(cursor) is None:
         raise InvalidInput("cursor must be a next_cursor from an earlier page")
     return cursor
 
@@ -125,7 +126,9 @@ class AuditLog:
         """Newest first; ``cursor``: the id of the last record of the page before."""
         key = audit_key(tenant)
         await self._redis.xtrim(key, minid=self._oldest_kept(), approximate=False)
-        newest = f"({parse_cursor(cursor)}" if cursor is not None else "+"
+        if cursor is not None and set(parse_cursor(cursor)) <= {"0", "-"}:
+            return [], None  # nothing is older than the first possible id
+        newest = f"({cursor}" if cursor is not None else "+"
         entries = await self._redis.xrevrange(key, max=newest, min="-", count=limit + 1) or []
         records = [_record(text(entry_id), decoded(fields or {})) for entry_id, fields in entries]
         more = len(records) > limit

@@ -5,10 +5,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Path, Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from facerec_gateway.deps import Services, ServicesDep
+from facerec_gateway.deps import CollectionPath, Services, ServicesDep
 from facerec_gateway.keys import ApiKey, KeyScope
 from facerec_gateway.problems import Forbidden, RateLimited, Unauthorized
 
@@ -99,7 +99,7 @@ WriteTenant = Annotated[str, Depends(tenant_requiring(KeyScope.WRITE))]
 
 
 async def existing_collection(
-    collection: Annotated[str, Path()], request: Request, services: ServicesDep
+    collection: CollectionPath, request: Request, services: ServicesDep
 ) -> None:
     """404 unless the caller's tenant has the gallery (after the key is checked, so that a
     stranger learns nothing)."""

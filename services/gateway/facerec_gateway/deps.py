@@ -6,6 +6,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import Depends, Path, Request
+from starlette.convertors import Convertor, register_url_convertor
 
 from facerec_gateway.batch_store import BatchStore
 from facerec_gateway.callbacks import WebhookSecrets
@@ -48,3 +49,22 @@ CollectionPath = Annotated[
 IdentityPath = Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f-]{36}$")]
 # Batches, people and faces are named by UUIDs too.
 UuidPath = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]{36}$")]
+
+
+class IdConvertor(Convertor[str]):
+    """A path segment shaped like an id, for a route whose id sits where a sibling route has
+    a word: with it, GET /people/cluster is no person but a method /cluster lacks (405)."""
+
+    regex = "[0-9a-f-]{36}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("id", IdConvertor())
+
+# Jobs are named by UUIDv7s (ids.sortable_id).
+JobIdPath = UuidPath

@@ -7,7 +7,7 @@ filling Redis or the index payloads, and each refusal names the limit.
 import json
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # Identity metadata: the serialised JSON object, and how deeply it may nest.
 MAX_METADATA_BYTES = 16 * 1024
@@ -47,6 +47,14 @@ Metadata = Annotated[
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class NewIdentity(BaseModel):
+class RequestBody(BaseModel):
+    """A JSON request body: a field it does not name is refused (422), and its schema says
+    so (``additionalProperties: false``), so that a misspelt field is never silently
+    ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewIdentity(RequestBody):
     name: Name
     metadata: Metadata = Field(default_factory=dict)

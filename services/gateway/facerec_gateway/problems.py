@@ -3,7 +3,9 @@
 Only here do domain errors meet HTTP: each error code maps to one status.
 """
 
+import functools
 import logging
+import re
 from typing import Any
 
 from facerec_common.errors import FaceRecError
@@ -24,6 +26,7 @@ PROBLEM_JSON = "application/problem+json"
 STATUS_BY_CODE: dict[str, int] = {
     "invalid-input": 422,
     "empty-image": 400,
+    "malformed-body": 400,
     "image-undecodable": 422,
     "unsupported-image-type": 415,
     "image-too-large": 413,
@@ -67,28 +70,6 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
-
-
-_PROBLEM_CONTENT = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-
-# Every operation's refusals and failures, in its OpenAPI: problem+json of one schema.
-# Ranges rather than ``default``, so an answer of 2xx is never read as a problem.
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    "4XX": {"model": Problem, "description": "Refused: see type and detail"},
-    "5XX": {"model": Problem, "description": "Failed or unavailable: see type and detail"},
-}
-
-
-def problem_media_types(schema: dict[str, Any]) -> dict[str, Any]:
-    """Say in the OpenAPI that problems come as problem+json: FastAPI files every response
-    model under application/json."""
-    for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
-            for status, response in operation.get("responses", {}).items():
-                content = response.get("content", {})
-                if status in PROBLEM_RESPONSES and "application/json" in content:
-                    content[PROBLEM_JSON] = content.pop("application/json")
-    return schema
 
 
 def problem_type(code: str) -> str:
@@ -164,6 +145,13 @@ class Overloaded(GatewayError):
 class Conflict(GatewayError):
     code = "conflict"
     title = "Conflict"
+
+
+# In the OpenAPI of an operation that may raise Conflict (the other error statuses are
+# declared for every operation by facerec_gateway.contract).
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "The change conflicts with the resource's state"}
+}
 
 
 class JobNotFound(FaceRecError):
@@ -250,12 +238,44 @@ def install_handlers(app: FastAPI) -> None:
         return problem_response("internal-error", "Internal error", "see the gateway log")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, title = _HTTP_PROBLEMS.get(exc.status_code, ("http-error", str(exc.detail)))
-        return problem_response(code, title, str(exc.detail), status=exc.status_code)
+        detail = str(exc.detail)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+            detail = f"{request.method} is not allowed here; use {headers['Allow']}"
+        response = problem_response(code, title, detail, status=exc.status_code)
+        response.headers.update(headers)
+        return response
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents at the request's path (RFC 9110's ``Allow``), read
+    from the OpenAPI document: a path may have several routes, and Starlette names only the
+    methods of the first one that matched."""
+    matching = [
+        (template.count("{"), template, operations)
+        for template, operations in request.app.openapi().get("paths", {}).items()
+        if _path_pattern(template).fullmatch(request.url.path)
+    ]
+    if not matching:
+        return []
+    # A literal segment wins over a parameter, as in routing: /people/cluster is not
+    # /people/{person_id}.
+    fewest = min(params for params, _, _ in matching)
+    methods = {method.upper() for params, _, ops in matching if params == fewest for method in ops}
+    return sorted(methods)
+
+
+@functools.cache
+def _path_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", template)
+    return re.compile("".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts))
 
 
 _HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
+    400: ("malformed-body", "Malformed body"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     413: ("request-too-large", "Request too large"),

@@ -44,7 +44,8 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
-@router.get("/audit", response_model=AuditPage)
+# A target lists only the ids its action had (no nulls for the rest).
+@router.get("/audit", response_model=AuditPage, response_model_exclude_unset=True)
 async def audit_trail(
     key: AdminKey,
     services: ServicesDep,
@@ -52,7 +53,7 @@ async def audit_trail(
     cursor: Annotated[
         str | None,
         Query(
-            max_length=41,
+            max_length=34,
             pattern=CURSOR_PATTERN,
             description="next_cursor of the page before",
         ),

@@ -17,10 +17,12 @@ from facerec_gateway.auth import ReadTenant, WriteTenant
 from facerec_gateway.batch_store import Admission
 from facerec_gateway.bodies import AddedImages, BatchBody, BatchErased, KnownImages
 from facerec_gateway.deps import CollectionPath, Services, ServicesDep, UuidPath
+from facerec_gateway.fields import RequestBody
 from facerec_gateway.ids import sortable_id
 from facerec_gateway.indexer_calls import call_indexer
 from facerec_gateway.limits import ensure_room
 from facerec_gateway.problems import (
+    CONFLICT,
     STATUS_BY_CODE,
     Conflict,
     problem_body,
@@ -31,7 +33,12 @@ from facerec_gateway.uploads import read_image
 router = APIRouter(prefix="/v1", tags=["batches"])
 
 
-class NewBatch(BaseModel):
+# A position in a batch's results: more than any batch holds, and far inside what Redis
+# takes as a list index (a signed 64-bit integer).
+MAX_RESULTS_CURSOR = 1_000_000_000
+
+
+class NewBatch(RequestBody):
     name: str | None = Field(None, max_length=200)
     # POSTed a signed summary when the batch is done (see the README: Callbacks).
     callback_url: AnyHttpUrl | None = None
@@ -47,8 +54,9 @@ class BatchResultsPage(BaseModel):
     next_cursor: int | None
 
 
-class ImageLookup(BaseModel):
-    sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(max_length=1000)
+class ImageLookup(RequestBody):
+    # 900 hashes (67 bytes each as JSON) stay under the 64 KiB a JSON body may have.
+    sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(max_length=900)
 
 
 async def _batch(services: Services, tenant: str, collection: str, batch_id: str) -> dict[str, Any]:
@@ -109,6 +117,7 @@ async def get_batch(
     "/collections/{collection}/batches/{batch_id}/images",
     status_code=202,
     response_model=AddedImages,
+    responses=CONFLICT,
 )
 async def add_images(
     collection: CollectionPath,
@@ -195,6 +204,7 @@ def _problem(exc: FaceRecError) -> dict[str, Any]:
 @router.post(
     "/collections/{collection}/batches/{batch_id}/close",
     response_model=BatchBody,
+    responses=CONFLICT,
     response_model_exclude_unset=True,
 )
 async def close_batch(
@@ -217,6 +227,7 @@ async def close_batch(
 @router.post(
     "/collections/{collection}/batches/{batch_id}/cancel",
     response_model=BatchBody,
+    responses=CONFLICT,
     response_model_exclude_unset=True,
 )
 async def cancel_batch(
@@ -277,7 +288,9 @@ async def batch_results(
     services: ServicesDep,
     tenant: ReadTenant,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[int, Query(ge=0, description="next_cursor of the previous page")] = 0,
+    cursor: Annotated[
+        int, Query(ge=0, le=MAX_RESULTS_CURSOR, description="next_cursor of the previous page")
+    ] = 0,
 ) -> BatchResultsPage:
     """Per-image results in the order images finished."""
     await _batch(services, tenant, collection, batch_id)

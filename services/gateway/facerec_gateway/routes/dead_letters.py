@@ -1,21 +1,20 @@
 """Dead letters: jobs whose stage failed on every try, kept with their message so that an
 admin can see why and send them again once the cause is fixed (a new model, more memory)."""
 
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 from facerec_common.deadletters import AsyncDeadLetters
 from facerec_common.errors import NotFound
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from facerec_gateway.audit import Audit, AuditAction
 from facerec_gateway.auth import AdminKey
 from facerec_gateway.bodies import DeadLetterList, Redriven
-from facerec_gateway.deps import ServicesDep
+from facerec_gateway.deps import JobIdPath, ServicesDep
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
 
-JobIdPath = Annotated[str, Path(max_length=64, pattern=r"^[0-9A-Za-z-]{1,64}$")]
 
 
 @router.get("", response_model=DeadLetterList)

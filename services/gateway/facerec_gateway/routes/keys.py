@@ -2,28 +2,32 @@ import time
 from typing import Annotated, Any
 
 from facerec_common.errors import NotFound
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from facerec_gateway.audit import Audit, AuditAction
 from facerec_gateway.auth import AdminKey
 from facerec_gateway.bodies import KeyBody, KeyRevoked, NewKeyBody
-from facerec_gateway.deps import ServicesDep
+from facerec_gateway.deps import NAME_PATTERN, ServicesDep
+from facerec_gateway.fields import RequestBody
 from facerec_gateway.keys import KeyScope
 from facerec_gateway.problems import Forbidden
 
 router = APIRouter(prefix="/v1", tags=["keys"])
 
+# A key's public prefix, with or without its frk_.
+KeyPrefixPath = Annotated[str, Path(pattern=r"^(frk_)?[a-z0-9]{10}$")]
 
-class NewKey(BaseModel):
+
+class NewKey(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     scopes: list[KeyScope] = Field(min_length=1)
     # Keys are created for the caller's own tenant; naming another one is refused (403).
-    tenant: str | None = None
-    rate_limit_per_minute: int | None = Field(None, ge=1)
+    tenant: str | None = Field(None, pattern=NAME_PATTERN)
+    rate_limit_per_minute: int | None = Field(None, ge=1, strict=True)
     # The key is refused (401, "expired") this many seconds after it is made.
-    expires_in_s: int | None = Field(None, ge=1, le=10 * 366 * 86400)
+    expires_in_s: int | None = Field(None, ge=1, le=10 * 366 * 86400, strict=True)
 
 
 class KeyList(BaseModel):
@@ -58,7 +62,7 @@ async def list_keys(
 
 @router.delete("/keys/{prefix}", response_model=KeyRevoked)
 async def revoke_key(
-    prefix: str, key: AdminKey, services: ServicesDep, audit: Audit
+    prefix: KeyPrefixPath, key: AdminKey, services: ServicesDep, audit: Audit
 ) -> dict[str, Any]:
     if not await services.keys.revoke(key.tenant, prefix):
         raise NotFound(f"no key {prefix!r} in this tenant")

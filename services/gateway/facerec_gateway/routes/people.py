@@ -1,13 +1,13 @@
 """People: unassigned faces of a gallery grouped into candidate persons, to be named
 (they become an identity), merged, split or rejected."""
 
-from typing import Any
+from typing import Annotated, Any
 
 from facerec_common.errors import InvalidInput
 from facerec_common.messages import IndexCallOp
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import Field
 
 from facerec_gateway.audit import Audit, AuditAction
 from facerec_gateway.auth import ReadTenant, WriteTenant, existing_collection
@@ -20,8 +20,9 @@ from facerec_gateway.bodies import (
     identity_created,
 )
 from facerec_gateway.deps import CollectionPath, ServicesDep, UuidPath
-from facerec_gateway.fields import NewIdentity
+from facerec_gateway.fields import NewIdentity, RequestBody
 from facerec_gateway.indexer_calls import call_indexer
+from facerec_gateway.problems import CONFLICT
 from facerec_gateway.queries import AllowDuplicateName
 
 router = APIRouter(
@@ -32,8 +33,8 @@ router = APIRouter(
 )
 
 
-class MergeInto(BaseModel):
-    into: str
+class MergeInto(RequestBody):
+    into: Annotated[str, Field(pattern=r"^[0-9a-f-]{36}$", description="The person to merge into")]
 
 
 @router.get("", response_model=PeopleOverview)
@@ -52,14 +53,14 @@ async def cluster_now(
     return await call_indexer(services, IndexCallOp.CLUSTER, tenant, collection)
 
 
-@router.get("/{person_id}", response_model=Person)
+@router.get("/{person_id:id}", response_model=Person)
 async def get_person(
     collection: CollectionPath, person_id: UuidPath, services: ServicesDep, tenant: ReadTenant
 ) -> dict[str, Any]:
     return await call_indexer(services, IndexCallOp.PERSON, tenant, collection, person_id=person_id)
 
 
-@router.post("/{person_id}/name", status_code=201, response_model=IdentityBody)
+@router.post("/{person_id}/name", status_code=201, response_model=IdentityBody, responses=CONFLICT)
 async def name_person(
     collection: CollectionPath,
     person_id: UuidPath,

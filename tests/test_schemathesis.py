@@ -1,0 +1,105 @@
+"""Schemathesis, a property-based API tester written elsewhere, against the running stack:
+it reads /openapi.json and nothing else, runs every check in the examples, coverage,
+fuzzing and stateful phases, and must report no failure. The allow-list is
+tests/schemathesis.toml, one reason per entry.
+
+Two runs, each with a key of its own tenant whose rate limit is lifted: the whole API but
+key management and tenant erasure, then those two with a key the tester may revoke (and
+whose tenant it may erase), so that it never locks itself out of the first run.
+
+The seed is fixed, so a run is repeatable; a longer run with a fresh seed is
+``FACEREC_FUZZ_SEED=random FACEREC_FUZZ_EXAMPLES=200 scripts/test.sh tests/test_schemathesis.py``.
+"""
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import cli
+from stack import Stack
+
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+TESTER = Path(sys.executable).with_name("st")
+# Operations that would end the tester's own access.
+ACCESS = "^/v1/(keys|tenant)"
+
+
+def seed() -> int:
+    chosen = os.environ.get("FACEREC_FUZZ_SEED", "20261130")
+    return random.SystemRandom().randrange(2**32) if chosen == "random" else int(chosen)
+
+
+def examples() -> int:
+    return int(os.environ.get("FACEREC_FUZZ_EXAMPLES", "25"))
+
+
+def unlimited_key(stack: Stack, tenant: str) -> str:
+    created = cli(
+        stack,
+        "create",
+        "--tenant",
+        tenant,
+        "--scopes",
+        "read,write,admin",
+        "--rate-limit",
+        "1000000",
+    )
+    return str(created["key"])
+
+
+def run_tester(stack: Stack, key: str, *selection: str) -> subprocess.CompletedProcess[str]:
+    run_seed = seed()
+    command = [
+        str(TESTER),
+        "--config-file",
+        str(CONFIG),
+        "--no-color",
+        "run",
+        f"{stack.url}/openapi.json",
+        "--checks",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--seed",
+        str(run_seed),
+        "--max-examples",
+        str(examples()),
+        "--workers",
+        "1",  # Python 3.11's ast.parse is not thread-safe, and hypothesis calls it
+        "--request-timeout",
+        "60",
+        "--header",
+        f"X-API-Key: {key}",
+        *selection,
+    ]
+    print(f"schemathesis seed {run_seed}")
+    return subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+
+
+def report(outcome: subprocess.CompletedProcess[str]) -> str:
+    # The failures section and the summary; the whole output can run to thousands of lines.
+    out = outcome.stdout
+    start = out.find("=== FAILURES ===")
+    return (out[start:] if start >= 0 else out[-6000:]) + outcome.stderr[-2000:]
+
+
+@pytest.mark.timeout(1800)
+def test_the_api_holds_against_an_outside_fuzzer(stack: Stack) -> None:
+    outcome = run_tester(
+        stack, unlimited_key(stack, "schemathesis"), "--exclude-path-regex", ACCESS
+    )
+    assert outcome.returncode == 0, report(outcome)
+    assert "Tested:" in outcome.stdout, outcome.stdout[-2000:]
+    assert stack.alive() == dict.fromkeys(stack.procs, True)
+
+
+@pytest.mark.timeout(900)
+def test_key_management_and_erasure_hold_against_an_outside_fuzzer(stack: Stack) -> None:
+    outcome = run_tester(
+        stack, unlimited_key(stack, "schemathesis-access"), "--include-path-regex", ACCESS
+    )
+    assert outcome.returncode == 0, report(outcome)
+    assert "Tested:" in outcome.stdout, outcome.stdout[-2000:]
