@@ -107,6 +107,17 @@ class IngestSummary:
         return max(0, self.found - handled - len(self.refused))
 
     @property
+    def low_quality(self) -> dict[str, int]:
+        """Faces under the low quality bar, by reason (blurred, too_dark, ...), from the
+        batch's counts; reasons with no face are left out."""
+        prefix = "quality_"
+        return {
+            name.removeprefix(prefix): n
+            for name, n in self.batch_counts.items()
+            if name.startswith(prefix) and n
+        }
+
+    @property
     def images_per_s(self) -> float | None:
         """Images this run sent, per second of this run; None when it sent none (a resumed
         run that found everything done has no rate, not a rate of 0)."""
@@ -135,6 +146,7 @@ class IngestSummary:
             "faces": counts.get("faces", 0),
             "matched": counts.get("matched", 0),
             "unassigned": counts.get("unassigned", 0),
+            "low_quality": self.low_quality,
             "elapsed_s": round(self.elapsed_s, 3),
             "server_wait_s": round(self.server_wait_s, 1),
             "images_per_s": None if self.images_per_s is None else round(self.images_per_s, 2),

@@ -75,6 +75,10 @@ def ingest_table(summary: IngestSummary) -> Table:
             ("faces matched to an identity", counts.get("matched", 0)),
             ("faces unassigned (see `facerec people`)", counts.get("unassigned", 0)),
         ]
+        rows += [
+            (f"faces of low quality: {reason.replace('_', ' ')}", n)
+            for reason, n in summary.low_quality.items()
+        ]
     rows += [
         ("elapsed", f"{summary.elapsed_s:.1f} s"),
         ("waited for a busy server (429, all threads)", f"{summary.server_wait_s:.1f} s"),

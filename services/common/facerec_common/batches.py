@@ -22,6 +22,7 @@ from facerec_common.names import (
     batch_recorded_key,
     batch_results_key,
 )
+from facerec_common.quality import FaceQuality, QualityFilter, QualityIssue, issues
 from facerec_common.results import BatchImageResult, IdentityRef, JobResult
 
 
@@ -34,7 +35,19 @@ class BatchStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-COUNTS = ("submitted", "done", "failed", "duplicates", "faces", "matched", "unassigned")
+# Faces under the low quality bar, by reason: counted, still matched (batches have no
+# quality filter).
+QUALITY_COUNTS = tuple(f"quality_{issue.value}" for issue in QualityIssue)
+COUNTS = (
+    "submitted",
+    "done",
+    "failed",
+    "duplicates",
+    "faces",
+    "matched",
+    "unassigned",
+    *QUALITY_COUNTS,
+)
 
 # Shared tail of the scripts: a closed batch whose images all finished becomes done, and
 # its callback (if any) is scheduled now. Returns 1 when this call finished the batch.
@@ -90,7 +103,8 @@ return status
 
 # KEYS: batch, results, recorded, callbacks, images-of-collection
 # ARGV: batch id, job id, outcome (done|failed), result JSON, faces, matched, unassigned, now,
-#       sha256 (a failed image is forgotten, so that it can be submitted again)
+#       sha256 (a failed image is forgotten, so that it can be submitted again), then
+#       count, n pairs (more counts to add: faces under the quality bar by reason)
 RECORD_SCRIPT = (
     _FINISH_IF_COMPLETE
     + """
@@ -102,6 +116,7 @@ redis.call('HINCRBY', KEYS[1], 'faces', ARGV[5])
 redis.call('HINCRBY', KEYS[1], 'matched', ARGV[6])
 redis.call('HINCRBY', KEYS[1], 'unassigned', ARGV[7])
 if ARGV[3] == 'failed' and ARGV[9] ~= '' then redis.call('HDEL', KEYS[5], ARGV[9]) end
+for i = 10, #ARGV - 1, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return finish_if_complete(KEYS[1], KEYS[4], ARGV[1], ARGV[8])
 """
 )
@@ -125,6 +140,7 @@ class BatchLineFace(BaseModel):
     bbox: list[float]
     det_score: float
     too_small: bool
+    quality: FaceQuality | None = None
     identity: IdentityRef | None
     similarity: float | None
     confidence: float | None
@@ -161,6 +177,7 @@ def image_result(
                 bbox=face.bbox,
                 det_score=face.det_score,
                 too_small=face.too_small,
+                quality=face.quality,
                 identity=face.identity,
                 similarity=face.similarity,
                 confidence=face.confidence,
@@ -206,6 +223,17 @@ class BatchLedger:
                 sum(1 for f in faces if f.unassigned),
                 f"{time.time():.3f}",
                 image.sha256 if error is not None else "",
+                *quality_counts(faces),
             ],
         )
         return bool(outcome == 1)
+
+
+def quality_counts(faces: list[BatchLineFace]) -> list[str | int]:
+    """Count, n pairs for the ledger: the faces under the low bar, by reason."""
+    found: dict[str, int] = {}
+    for face in faces:
+        if face.quality is not None:
+            for issue in issues(face.quality, QualityFilter.LOW):
+                found[f"quality_{issue.value}"] = found.get(f"quality_{issue.value}", 0) + 1
+    return [value for name, n in found.items() for value in (name, n)]

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from facerec_common.embeddings import EmbeddingModel, Encoding
+from facerec_common.quality import FaceQuality, Landmarks, QualityFilter, QualityIssue
 
 
 class JobKind(StrEnum):
@@ -36,6 +37,12 @@ class Refusal(StrEnum):
     NO_FACE = "no_face"
     SEVERAL_FACES = "several_faces"
     TOO_SMALL = "too_small"
+    # Under the enrolment's quality bar (facerec_common.quality): the first reason found.
+    BLURRED = "blurred"
+    TOO_DARK = "too_dark"
+    TOO_BRIGHT = "too_bright"
+    PROFILE = "profile"
+    LOW_SCORE = "low_score"
 
 
 class JobParams(BaseModel):
@@ -51,6 +58,12 @@ class JobParams(BaseModel):
     min_face_size: int | None = None
     # One coarse detector pass only: faster, misses faces much smaller than 1/20 of the image.
     fast: bool = False
+    # The quality bar faces must pass: enrolment refuses the image of a face under it
+    # (null: the gallery's level, else the detector's setting); other kinds report why and
+    # neither embed nor match such a face (null: none).
+    quality_filter: QualityFilter | None = None
+    # 106: the 106-point landmarks too (a second model, run only when asked).
+    landmarks: Landmarks = Landmarks.FIVE
     # Represent: how the embeddings are written in the result.
     encoding: Encoding = Encoding.JSON
     # Search: the model tag the supplied vector came with.
@@ -81,6 +94,9 @@ class ImageRef(BaseModel):
     refused: Refusal | None = None
     sha256: str | None = None  # batch images: the content hash the image is known by
     detection: Detection | None = None
+    # Refused under the quality bar: every reason, and the face's measures.
+    quality_issues: list[QualityIssue] = Field(default_factory=list)
+    quality: FaceQuality | None = None
 
 
 class DetectedFace(BaseModel):
@@ -90,10 +106,19 @@ class DetectedFace(BaseModel):
     det_score: float
     # Faces smaller than the minimum size are reported but neither embedded nor matched.
     too_small: bool = False
+    quality: FaceQuality | None = None
+    # Why the face is under the job's quality bar: reported, neither embedded nor matched.
+    quality_issues: list[QualityIssue] = Field(default_factory=list)
+    landmarks_106: list[list[float]] | None = None
 
     @property
     def size(self) -> float:
         return min(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1])
+
+    @property
+    def embeddable(self) -> bool:
+        """Large enough and over the job's quality bar: embedded and matched."""
+        return not self.too_small and not self.quality_issues
 
 
 class PipelineMessage(BaseModel):
@@ -103,7 +128,7 @@ class PipelineMessage(BaseModel):
     params: JobParams = Field(default_factory=JobParams)
     images: list[ImageRef]
     faces: list[DetectedFace] = Field(default_factory=list)
-    # uint8 crops, one per face that is not too small, in the order of ``faces``.
+    # uint8 crops, one per embeddable face, in the order of ``faces``.
     crops: bytes = b""
     model: str | None = None
     dim: int = 0
@@ -117,7 +142,7 @@ class PipelineMessage(BaseModel):
 
     def embedded_faces(self) -> list[DetectedFace]:
         """The faces that have a crop (and later a vector), in crop order."""
-        return [face for face in self.faces if not face.too_small]
+        return [face for face in self.faces if face.embeddable]
 
     def to_task(self) -> dict[str, Any]:
         return self.model_dump(mode="python")

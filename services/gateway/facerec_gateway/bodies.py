@@ -5,6 +5,7 @@ the OpenAPI schema documents what each operation answers. Job results are in
 from typing import Any
 
 from facerec_common.identities import IdentityRecord
+from facerec_common.quality import QualityFilter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -16,6 +17,8 @@ class GalleryBody(BaseModel):
     identities: int
     # The gallery's own match threshold; null: the model's default.
     threshold: float | None
+    # The gallery's own enrolment quality bar; null: the service's default.
+    quality_filter: QualityFilter | None = None
 
 
 class IdentityBody(BaseModel):
@@ -35,6 +38,12 @@ class BatchCounts(BaseModel):
     matched: int
     unassigned: int
     queued: int
+    # Faces under the low quality bar, by reason (counted, still matched).
+    quality_blurred: int = 0
+    quality_too_dark: int = 0
+    quality_too_bright: int = 0
+    quality_profile: int = 0
+    quality_low_score: int = 0
 
 
 class BatchCallback(BaseModel):

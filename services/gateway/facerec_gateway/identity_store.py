@@ -13,6 +13,7 @@ from facerec_common.names import (
     identities_key,
     identity_key,
 )
+from facerec_common.quality import QualityFilter
 
 from facerec_gateway.ids import sortable_id
 from facerec_gateway.problems import Conflict
@@ -96,12 +97,35 @@ class IdentityStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zcard(identities_key(tenant, collection))
             pipe.hget(collection_settings_key(tenant, collection), "threshold")
-            count, threshold = await pipe.execute()
+            pipe.hget(collection_settings_key(tenant, collection), "quality_filter")
+            count, threshold, level = await pipe.execute()
         return {
             "name": collection,
             "identities": count,
             "threshold": float(threshold) if threshold else None,
+            "quality_filter": QualityFilter(text(level)) if level else None,
         }
+
+    async def quality_filter(self, tenant: str, collection: str) -> QualityFilter | None:
+        """The gallery's own enrolment quality bar; None: the detector's setting."""
+        level = await self._redis.hget(
+            collection_settings_key(tenant, collection), "quality_filter"
+        )
+        return QualityFilter(text(level)) if level else None
+
+    async def set_quality_filter(
+        self, tenant: str, collection: str, level: QualityFilter | None
+    ) -> None:
+        """Set (or with None clear) the gallery's enrolment quality bar."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(collections_key(tenant), collection)
+            if level is None:
+                pipe.hdel(collection_settings_key(tenant, collection), "quality_filter")
+            else:
+                pipe.hset(
+                    collection_settings_key(tenant, collection), "quality_filter", level.value
+                )
+            await pipe.execute()
 
     async def set_threshold(self, tenant: str, collection: str, threshold: float | None) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:

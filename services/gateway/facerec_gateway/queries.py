@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from facerec_common.errors import InvalidInput
+from facerec_common.quality import Landmarks, QualityFilter
 from fastapi import Query
 
 WaitQuery = Annotated[
@@ -44,4 +45,18 @@ def threshold_params(threshold: float | None, confidence: float | None) -> dict[
 AllowDuplicateName = Annotated[
     bool,
     Query(description="Allow a second identity with a name the gallery has already"),
+]
+
+
+QualityFilterQuery = Annotated[
+    QualityFilter | None,
+    Query(
+        description="Quality bar a face must pass (none, low, medium, high): enrolment refuses "
+        "a face under it (default: the gallery's, else low); other calls report its "
+        "quality_issues and neither embed nor match it (default: none)"
+    ),
+]
+LandmarksQuery = Annotated[
+    Landmarks,
+    Query(description="106: each face's 106-point landmarks too (landmarks_106)"),
 ]

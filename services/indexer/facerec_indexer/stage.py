@@ -11,6 +11,7 @@ from facerec_common.codec import unpack_vectors
 from facerec_common.errors import BatchCancelled, IdentityNotFound, InvalidInput
 from facerec_common.identities import IdentityRecord, IdentityState, text
 from facerec_common.messages import (
+    ImageRef,
     JobKind,
     PipelineMessage,
     Refusal,
@@ -62,7 +63,28 @@ REFUSAL_DETAILS = {
     Refusal.SEVERAL_FACES: "this image has several faces; crop it to one, or pass "
     "largest_face=true to enrol the largest face (CLI: --largest-face)",
     Refusal.TOO_SMALL: "the face is too small to enrol; use a larger photo of it",
+    Refusal.BLURRED: "the face is blurred; use a sharper photo of it",
+    Refusal.TOO_DARK: "the face is too dark; use a better lit photo of it",
+    Refusal.TOO_BRIGHT: "the face is overexposed; use a photo with less light on it",
+    Refusal.PROFILE: "the face is turned away from the camera; use a photo facing it",
+    Refusal.LOW_SCORE: "the detector is unsure this is a face; use a clearer photo of it",
 }
+QUALITY_HINT = " (quality_filter=none enrols it anyway)"
+
+
+def refused_image(ref: ImageRef, refusal: Refusal) -> RefusedImage:
+    """Why an image was not enrolled; a face under the quality bar names every reason."""
+    detail = REFUSAL_DETAILS[refusal]
+    if ref.quality_issues:
+        others = [issue.value for issue in ref.quality_issues[1:]]
+        detail += (f"; also {', '.join(others)}" if others else "") + QUALITY_HINT
+    return RefusedImage(
+        image=ref.name,
+        reason=refusal,
+        detail=detail,
+        quality_issues=ref.quality_issues,
+        quality=ref.quality,
+    )
 
 
 def batch_face_id(tenant: str, collection: str, sha256: str, face_index: int) -> str:
@@ -139,7 +161,7 @@ class IndexStage:
         faces = []
         for face in msg.faces:
             # Faces too small to embed have no vector, so they take no match from the list.
-            hits_of_face = [] if face.too_small else next(matches)
+            hits_of_face = next(matches) if face.embeddable else []
             candidates = [
                 _candidate(h, names[h.identity_id].name, scoring)
                 for h in hits_of_face
@@ -221,8 +243,8 @@ class IndexStage:
             point_id = batch_face_id(msg.tenant, collection, content, index)
             # Too small faces have no vector; faces of a job without a model match nobody
             # but have nothing to keep either.
-            keep = not face.too_small and seen.identity is None and msg.model is not None
-            if not face.too_small:
+            keep = face.embeddable and seen.identity is None and msg.model is not None
+            if face.embeddable:
                 vector, jpeg = next(vectors), next(thumbnails, b"")
                 if keep:
                     points.append(
@@ -326,11 +348,7 @@ class IndexStage:
             faces=stored,
             duplicates=duplicates,
             refused=[
-                RefusedImage(
-                    image=ref.name, reason=ref.refused, detail=REFUSAL_DETAILS[ref.refused]
-                )
-                for ref in msg.images
-                if ref.refused is not None
+                refused_image(ref, ref.refused) for ref in msg.images if ref.refused is not None
             ],
         )
 

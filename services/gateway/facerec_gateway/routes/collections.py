@@ -3,6 +3,7 @@ from typing import Annotated, Any
 from facerec_common.errors import IdentityNotFound
 from facerec_common.identities import IdentityRecord
 from facerec_common.messages import IndexCallOp, JobKind, JobParams
+from facerec_common.quality import Landmarks, QualityFilter
 from facerec_common.results import EnrolResult, RecognizeResult, VerifyIdentityResult
 from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -31,8 +32,10 @@ from facerec_gateway.queries import (
     AllowDuplicateName,
     ConfidenceQuery,
     FastQuery,
+    LandmarksQuery,
     MaxFacesQuery,
     MinFaceSizeQuery,
+    QualityFilterQuery,
     ThresholdQuery,
     WaitQuery,
     threshold_params,
@@ -65,6 +68,9 @@ async def list_collections(services: ServicesDep, tenant: ReadTenant) -> dict[st
 class GallerySettings(BaseModel):
     # Cosine similarity for this gallery's matches; null returns to the model's default.
     threshold: float | None = Field(None, ge=-1, le=1)
+    # The quality bar this gallery's enrolments apply; null returns to the service's
+    # default. A body that names only this leaves the threshold as it is.
+    quality_filter: QualityFilter | None = None
 
 
 @router.get("/{collection}", response_model=GalleryBody)
@@ -98,10 +104,14 @@ async def update_collection(
 ) -> dict[str, Any]:
     """Set the gallery's own match threshold (a request's threshold still overrides it)."""
     await services.identities.require_collection(tenant, collection)
-    before = (await services.identities.collection(tenant, collection))["threshold"]
-    await services.identities.set_threshold(tenant, collection, body.threshold)
-    change = {"before": before, "after": body.threshold}
-    await audit.record(AuditAction.THRESHOLD_CHANGED, detail=change, collection=collection)
+    given = body.model_fields_set
+    if "quality_filter" in given:
+        await services.identities.set_quality_filter(tenant, collection, body.quality_filter)
+    if "threshold" in given or "quality_filter" not in given:
+        before = (await services.identities.collection(tenant, collection))["threshold"]
+        await services.identities.set_threshold(tenant, collection, body.threshold)
+        change = {"before": before, "after": body.threshold}
+        await audit.record(AuditAction.THRESHOLD_CHANGED, detail=change, collection=collection)
     return await services.identities.collection(tenant, collection)
 
 
@@ -278,11 +288,21 @@ async def enroll(
     largest_face: Annotated[
         bool, Query(description="Use the largest face of an image that has several")
     ] = False,
+    quality_filter: QualityFilterQuery = None,
+    landmarks: LandmarksQuery = Landmarks.FIVE,
     wait: WaitQuery = 0,
 ) -> JSONResponse:
-    """Add face images to an identity; the result lists new face ids and refused images."""
+    """Add face images to an identity; the result lists new face ids and refused images
+    (with why: no face, several, too small, or under the quality bar)."""
     await _existing(services, tenant, collection, identity_id)
-    params = JobParams(collection=collection, identity_id=identity_id, largest_face=largest_face)
+    params = JobParams(
+        collection=collection,
+        identity_id=identity_id,
+        largest_face=largest_face,
+        quality_filter=quality_filter
+        or await services.identities.quality_filter(tenant, collection),
+        landmarks=landmarks,
+    )
     return await submit_images(services, tenant, JobKind.ENROLL, image, params, wait)
 
 
@@ -303,10 +323,13 @@ async def recognize(
     min_face_size: MinFaceSizeQuery = None,
     fast: FastQuery = False,
     top_k: Annotated[int, Query(ge=1, le=20)] = 1,
+    quality_filter: QualityFilterQuery = None,
+    landmarks: LandmarksQuery = Landmarks.FIVE,
     wait: WaitQuery = 0,
 ) -> JSONResponse:
     """Every face in the image with who it is (or null: unknown) and the top candidates.
-    A gallery that does not exist answers 404, never a photo full of unknowns."""
+    A gallery that does not exist answers 404, never a photo full of unknowns. With a
+    quality_filter, faces under it are reported with their quality_issues, not matched."""
     await services.identities.require_collection(tenant, collection)
     params = JobParams(
         collection=collection,
@@ -314,6 +337,8 @@ async def recognize(
         min_face_size=min_face_size,
         fast=fast,
         top_k=top_k,
+        quality_filter=quality_filter,
+        landmarks=landmarks,
         **threshold_params(threshold, confidence_threshold),
     )
     return await submit_images(services, tenant, JobKind.RECOGNIZE, [image], params, wait)

@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from facerec_common.messages import JobKind, JobParams
+from facerec_common.quality import Landmarks
 from facerec_common.results import DetectResult, VerifyResult
 from fastapi import APIRouter, File, UploadFile
 from fastapi.responses import JSONResponse
@@ -11,8 +12,10 @@ from facerec_gateway.job_store import JobBody
 from facerec_gateway.queries import (
     ConfidenceQuery,
     FastQuery,
+    LandmarksQuery,
     MaxFacesQuery,
     MinFaceSizeQuery,
+    QualityFilterQuery,
     ThresholdQuery,
     WaitQuery,
     threshold_params,
@@ -33,10 +36,18 @@ async def detect(
     max_faces: MaxFacesQuery = None,
     min_face_size: MinFaceSizeQuery = None,
     fast: FastQuery = False,
+    quality_filter: QualityFilterQuery = None,
+    landmarks: LandmarksQuery = Landmarks.FIVE,
     wait: WaitQuery = 0,
 ) -> JSONResponse:
-    """Every face in the image: box, 5 landmarks, detection score."""
-    params = JobParams(max_faces=max_faces, min_face_size=min_face_size, fast=fast)
+    """Every face in the image: box, 5 landmarks, detection score, quality and pose."""
+    params = JobParams(
+        max_faces=max_faces,
+        min_face_size=min_face_size,
+        fast=fast,
+        quality_filter=quality_filter,
+        landmarks=landmarks,
+    )
     return await submit_images(services, tenant, JobKind.DETECT, [image], params, wait)
 
 
@@ -50,8 +61,13 @@ async def verify(
     image2: Annotated[UploadFile, File()],
     threshold: ThresholdQuery = None,
     confidence_threshold: ConfidenceQuery = None,
+    landmarks: LandmarksQuery = Landmarks.FIVE,
     wait: WaitQuery = 0,
 ) -> JSONResponse:
     """1:1: are the largest faces of the two images the same person?"""
-    params = JobParams(largest_face=True, **threshold_params(threshold, confidence_threshold))
+    params = JobParams(
+        largest_face=True,
+        landmarks=landmarks,
+        **threshold_params(threshold, confidence_threshold),
+    )
     return await submit_images(services, tenant, JobKind.VERIFY, [image1, image2], params, wait)

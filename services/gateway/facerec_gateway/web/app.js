@@ -200,14 +200,37 @@ async function recognise(note = "") {
   say(`${note}${result.faces.length} faces found, ${known} recognised.`);
 }
 
+// The stable reasons a face falls under a quality bar, as people read them.
+const QUALITY_REASONS = {
+  too_small: "too small",
+  blurred: "blurred",
+  too_dark: "too dark",
+  too_bright: "too bright",
+  profile: "turned away",
+  low_score: "unsure detection",
+};
+
+function reasonsText(reasons) {
+  return reasons.map((r) => QUALITY_REASONS[r] || r).join(", ");
+}
+
+function qualityText(face) {
+  const q = face.quality;
+  if (!q) return "";
+  const issues = face.quality_issues?.length ? `; ${reasonsText(face.quality_issues)}` : "";
+  return `quality ${q.score.toFixed(2)} (sharpness ${q.sharpness.toFixed(2)}, brightness ${q.brightness.toFixed(2)}, yaw ${Math.round(q.pose.yaw)}°)${issues}`;
+}
+
 function faceLabel(face, index) {
   if (face.too_small) return `Face ${index + 1}: too small to match`;
+  if (face.quality_issues?.length) return `Face ${index + 1}: not matched, ${reasonsText(face.quality_issues)}`;
   if (face.identity) return `Face ${index + 1}: ${face.identity.name}, ${percent(face.confidence)}`;
   return `Face ${index + 1}: unknown`;
 }
 
 function tagText(face) {
   if (face.identity) return `${face.identity.name} ${percent(face.confidence)}`;
+  if (face.quality_issues?.length) return reasonsText(face.quality_issues);
   return face.too_small ? "too small" : "unknown";
 }
 
@@ -255,6 +278,7 @@ function drawResult(result) {
         {},
         el("span", { text: faceLabel(face, index) }),
         tops ? el("span", { class: "hint", text: ` (candidates: ${tops})` }) : null,
+        face.quality ? el("span", { class: "hint quality", text: ` ${qualityText(face)}` }) : null,
         " ",
         el("button", { type: "button", text: face.identity ? "Add to a person" : "Enrol", onclick: () => openEnrol(face, index) }),
       ),
@@ -419,7 +443,8 @@ function identityCard(identity) {
     say(`Adding photos to ${identity.name}...`);
     try {
       const result = await job(`${base}/faces`, form, { largest_face: "true" });
-      const refused = result.refused?.length ? `, ${result.refused.length} refused` : "";
+      const reasons = reasonsText((result.refused || []).map((r) => r.reason));
+      const refused = result.refused?.length ? `, ${result.refused.length} refused (${reasons})` : "";
       say(`${faces(result.faces.length)} added to ${identity.name}${refused}.`);
     } catch (error) {
       failed(error);
