@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from facerec_gateway.batch_store import BatchStore
 from facerec_gateway.bootstrap import bootstrap_admin_key
 from facerec_gateway.callbacks import CallbackSender, WebhookSecrets
-from facerec_gateway.contract import document_problems
+from facerec_gateway.contract import document_problems, link_created_resources
 from facerec_gateway.deps import Services
 from facerec_gateway.fields import MAX_JSON_BODY_BYTES
 from facerec_gateway.http_metrics import MetricsMiddleware
@@ -113,7 +113,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     def openapi() -> dict[str, Any]:
         fresh = app.openapi_schema is None
         schema = generated()
-        return document_problems(schema) if fresh else schema
+        return link_created_resources(document_problems(schema)) if fresh else schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_body=max_body)

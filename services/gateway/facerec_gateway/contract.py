@@ -79,6 +79,48 @@ def error_statuses(operation: dict[str, Any]) -> set[int]:
     return statuses
 
 
+def _pointer(path: str, method: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+def _has_id(schema: dict[str, Any], response: dict[str, Any]) -> bool:
+    ref = response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+    model = schema["components"]["schemas"].get(str(ref).rsplit("/", 1)[-1], {})
+    return "id" in model.get("properties", {})
+
+
+def link_created_resources(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI links from each operation that creates a resource (POST, 201, a body with
+    ``id``) to every operation under it (``<path>/{x_id}...``): a client, or a stateful
+    tester, learns that the new id goes there."""
+    paths = schema.get("paths", {})
+    for path, operations in paths.items():
+        created = operations.get("post", {}).get("responses", {}).get("201")
+        if created is None or not _has_id(schema, created):
+            continue
+        links: dict[str, Any] = {}
+        for target, target_operations in paths.items():
+            rest = target.removeprefix(path + "/")
+            if rest == target or not rest.startswith("{"):
+                continue
+            id_param = rest[1 : rest.index("}")]
+            for method, operation in target_operations.items():
+                names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+                if any(name != id_param and f"{{{name}}}" not in path for name in names):
+                    continue  # it needs an id the creating request does not know
+                parameters = {
+                    name: "$response.body#/id" if name == id_param else f"$request.path.{name}"
+                    for name in names
+                }
+                links[operation["operationId"]] = {
+                    "operationRef": _pointer(target, method),
+                    "parameters": parameters,
+                }
+        if links:
+            created["links"] = links
+    return schema
+
+
 def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` (FastAPI's OpenAPI) with every operation's error statuses declared as
     problem+json; a status a route declared itself keeps its description."""
