@@ -53,7 +53,7 @@ def unlimited_key(stack: Stack, tenant: str) -> str:
 
 
 def run_tester(
-    stack: Stack, key: str, *selection: str, phases: str = ALL_PHASES
+    stack: Stack, workdir: Path, key: str, *selection: str, phases: str = ALL_PHASES
 ) -> subprocess.CompletedProcess[str]:
     run_seed = seed()
     command = [
@@ -80,7 +80,10 @@ def run_tester(
         *selection,
     ]
     print(f"schemathesis seed {run_seed}")
-    return subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    # In its own folder: the tester keeps a cache (.schemathesis/) where it runs.
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=1800, check=False, cwd=workdir
+    )
 
 
 def report(outcome: subprocess.CompletedProcess[str]) -> str:
@@ -91,10 +94,9 @@ def report(outcome: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.timeout(1800)
-def test_the_api_holds_against_an_outside_fuzzer(stack: Stack) -> None:
-    outcome = run_tester(
-        stack, unlimited_key(stack, "schemathesis"), "--exclude-path-regex", ACCESS
-    )
+def test_the_api_holds_against_an_outside_fuzzer(stack: Stack, tmp_path: Path) -> None:
+    key = unlimited_key(stack, "schemathesis")
+    outcome = run_tester(stack, tmp_path, key, "--exclude-path-regex", ACCESS)
     assert outcome.returncode == 0, report(outcome)
     assert "Tested:" in outcome.stdout, outcome.stdout[-2000:]
     assert stack.alive() == dict.fromkeys(stack.procs, True)
@@ -103,11 +105,12 @@ def test_the_api_holds_against_an_outside_fuzzer(stack: Stack) -> None:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("operations", ["^/v1/keys", "^/v1/tenant"])
 def test_key_management_and_erasure_hold_against_an_outside_fuzzer(
-    stack: Stack, operations: str
+    stack: Stack, tmp_path: Path, operations: str
 ) -> None:
     # Keys first, then erasure (which revokes every key of the tenant), each with a key of
     # its own; no stateful phase: no link leads into or out of these operations.
     key = unlimited_key(stack, f"schemathesis-{operations.rsplit('/', 1)[1]}")
-    outcome = run_tester(stack, key, "--include-path-regex", operations, phases=STATELESS)
+    selection = ("--include-path-regex", operations)
+    outcome = run_tester(stack, tmp_path, key, *selection, phases=STATELESS)
     assert outcome.returncode == 0, report(outcome)
     assert "Tested:" in outcome.stdout, outcome.stdout[-2000:]
