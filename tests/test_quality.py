@@ -14,6 +14,8 @@ import images
 import numpy as np
 import numpy.typing as npt
 import pytest
+from facerec_cli.ingest import IngestSummary
+from facerec_common.batches import BatchLineFace, quality_counts
 from facerec_common.quality import FaceQuality, Pose, QualityFilter, QualityIssue, issues
 from facerec_detector.quality import pose, sharpness_and_brightness
 from helpers import (
@@ -57,6 +59,10 @@ def blurred(image: Pixels) -> Pixels:
 
 def dark(image: Pixels) -> Pixels:
     return (image.astype(np.float32) * 0.12).astype(np.uint8)
+
+
+def very_dark(image: Pixels) -> Pixels:
+    return (image.astype(np.float32) * 0.05).astype(np.uint8)
 
 
 def bright(image: Pixels) -> Pixels:
@@ -184,9 +190,14 @@ def test_every_kind_of_result_carries_quality(api: httpx.Client) -> None:
     enrolled = enroll(api, c, identity, portrait())
     recognised = recognize(api, c, images.group_photo())
     batch = new_batch(api, c)
-    add(api, c, batch, [("p.jpg", images.variant(images.portrait(), scale=0.9))])
+    add(
+        api,
+        c,
+        batch,
+        [("p.jpg", images.variant(images.portrait(), scale=0.9)), ("d.jpg", portrait(very_dark))],
+    )
     api.post(f"/v1/collections/{c}/batches/{batch}/close")
-    finished(api, c, batch)
+    counts = finished(api, c, batch)["counts"]
     lines = all_results(api, c, batch)
     faces = [
         *detected["faces"],
@@ -199,8 +210,12 @@ def test_every_kind_of_result_carries_quality(api: httpx.Client) -> None:
         assert_quality(face)
         assert face["quality_issues"] == [] and face["landmarks_106"] is None
     assert len(enrolled["faces"]) == 1 and enrolled["refused"] == []
-    batch_faces = [f for line in lines for f in line["faces"]]
-    assert len(batch_faces) == 1 and batch_faces[0]["quality"]["score"] > 0.3
+    batch_faces = {line["name"]: f for line in lines for f in line["faces"]}
+    assert batch_faces["p.jpg"]["quality"]["score"] > 0.3
+    assert batch_faces["d.jpg"]["quality"]["brightness"] < 0.04
+    # A batch applies no bar but counts the faces under the low one, by reason.
+    assert counts["faces"] == 2 and counts["quality_too_dark"] == 1
+    assert counts["quality_blurred"] == counts["quality_profile"] == 0
     # A clean, frontal, well lit face scores well; insightface's group has one turned face.
     assert detected["faces"][0]["quality"]["score"] > 0.6
     yaws = sorted(abs(f["quality"]["pose"]["yaw"]) for f in recognised["faces"])
@@ -241,10 +256,6 @@ def test_enrolment_refuses_a_face_under_the_bar_with_its_reason(
         api.post(url, params={"wait": 30, "quality_filter": level}, files=upload(portrait()))
     )
     assert len(clean["faces"]) == 1, clean
-
-
-def very_dark(image: Pixels) -> Pixels:
-    return (image.astype(np.float32) * 0.05).astype(np.uint8)
 
 
 def test_the_default_bar_refuses_a_very_dark_face_not_the_clean_ones(api: httpx.Client) -> None:
@@ -348,3 +359,37 @@ def test_106_landmarks_come_back_only_when_asked(api: httpx.Client) -> None:
     assert len(enrolled["faces"][0]["landmarks_106"]) == 106
     wrong = api.post("/v1/detect", params={"landmarks": 68}, files=upload(portrait()))
     assert wrong.status_code == 422
+
+
+def test_the_ingest_summary_counts_faces_under_the_low_bar_by_reason() -> None:
+    dim = FaceQuality(
+        score=0.1,
+        sharpness=0.7,
+        brightness=0.02,
+        pose=Pose(yaw=0, pitch=0, roll=0),
+        det_score=0.8,
+        size=100,
+    )
+    faces = [
+        BatchLineFace(
+            face_id=str(i),
+            bbox=[0, 0, 100, 100],
+            det_score=0.8,
+            too_small=False,
+            quality=quality,
+            identity=None,
+            similarity=None,
+            confidence=None,
+            unassigned=True,
+        )
+        for i, quality in enumerate([dim, dim, dim.model_copy(update={"brightness": 0.5}), None])
+    ]
+    pairs = quality_counts(faces)
+    assert pairs == ["quality_too_dark", 2]
+    summary = IngestSummary(
+        folder="f",
+        collection="c",
+        batch_counts={"faces": 4, "quality_too_dark": 2, "quality_blurred": 0},
+    )
+    assert summary.low_quality == {"too_dark": 2}
+    assert summary.as_json()["low_quality"] == {"too_dark": 2}
