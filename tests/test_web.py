@@ -6,6 +6,7 @@ error, and the page works with the keyboard at phone width.
 
 Screenshots of each page are written to a folder this module prints."""
 
+import io
 import re
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import httpx
 import images
 import pytest
 from helpers import add, finished, new_batch
+from PIL import Image, ImageEnhance
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -305,4 +307,28 @@ def test_verify_two_photos(stack: Stack, watched: Watched, shots: Path) -> None:
     page.get_by_role("button", name="Compare").click()
     expect(page.locator("#verdict")).to_contain_text("Same person: similarity")
     page.screenshot(path=shots / "verify.png", full_page=True)
+    watched.clean()
+
+
+def test_quality_is_shown_and_refused_photos_say_why(
+    stack: Stack, api: httpx.Client, watched: Watched
+) -> None:
+    page = watched.page
+    collection = gallery(api)
+    created = api.post(f"/v1/collections/{collection}/identities", json={"name": "Yao Ming"})
+    identity = created.json()["id"]
+    log_in(page, stack, collection)
+    page.get_by_label("Photo", exact=True).set_input_files(photo("yao.jpg", images.portrait()))
+    quality = page.locator("ol.faces .quality")
+    expect(quality).to_have_count(1)
+    expect(quality).to_contain_text(re.compile(r"quality 0\.\d\d \(sharpness 0\.\d\d"))
+    # A photo under the enrolment's default bar is refused, and the page says why.
+    dark = io.BytesIO()
+    source = Image.open(io.BytesIO(images.portrait())).convert("RGB")
+    ImageEnhance.Brightness(source).enhance(0.05).save(dark, format="JPEG", quality=92)
+    page.get_by_role("button", name="People", exact=True).click()
+    page.locator(f"#add-{identity}").set_input_files(
+        [photo("yao.jpg", images.portrait()), photo("dark.jpg", dark.getvalue())]
+    )
+    expect(page.locator("#status")).to_have_text("1 face added to Yao Ming, 1 refused (too dark).")
     watched.clean()
