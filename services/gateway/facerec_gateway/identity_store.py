@@ -4,7 +4,7 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from facerec_common.errors import CollectionNotFound
+from facerec_common.errors import CollectionNotFound, IdentityNotFound
 from facerec_common.identities import IdentityRecord, IdentityState, text
 from facerec_common.names import (
     PREFIX,
@@ -42,11 +42,43 @@ if ARGV[3] == '1' then return '' end
 return holder
 """
 
+# One of a gallery's settings, set in one step with the check that the gallery still
+# exists: a change racing the gallery's erasure must not bring it back.
+# KEYS: the tenant's galleries, the gallery's settings; ARGV: gallery, field, value ('' clears).
+_SET_GALLERY_SETTING = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+else
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+end
+return 1
+"""
+
+# Writes to an identity's record only while it exists: a rename or a deletion racing the
+# identity's erasure must not leave a half record behind. KEYS: the record; ARGV: field,
+# value pairs.
+_HSET_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+
+def gallery_not_found(collection: str) -> CollectionNotFound:
+    return CollectionNotFound(
+        f"gallery {collection!r} does not exist; check its name "
+        "(GET /v1/collections lists them), or create it with "
+        f"PUT /v1/collections/{collection} or by adding an identity to it"
+    )
+
 
 class IdentityStore:
     def __init__(self, client: "aioredis.Redis") -> None:
         self._redis = client
         self._claim_name = client.register_script(_CLAIM_NAME)
+        self._set_gallery_setting = client.register_script(_SET_GALLERY_SETTING)
+        self._hset_if_exists = client.register_script(_HSET_IF_EXISTS)
 
     async def add_collection(self, tenant: str, collection: str) -> bool:
         """Make the gallery; True if it is new."""
@@ -59,11 +91,7 @@ class IdentityStore:
         """Only enrolment (creating an identity), a batch or an explicit create makes a
         gallery; everything else answers 404 for one that does not exist."""
         if not await self.has_collection(tenant, collection):
-            raise CollectionNotFound(
-                f"gallery {collection!r} does not exist; check its name "
-                "(GET /v1/collections lists them), or create it with "
-                f"PUT /v1/collections/{collection} or by adding an identity to it"
-            )
+            raise gallery_not_found(collection)
 
     async def claim_name(
         self, tenant: str, collection: str, name: str, identity_id: str, allow_duplicate: bool
@@ -117,24 +145,22 @@ class IdentityStore:
         self, tenant: str, collection: str, level: QualityFilter | None
     ) -> None:
         """Set (or with None clear) the gallery's enrolment quality bar."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(collections_key(tenant), collection)
-            if level is None:
-                pipe.hdel(collection_settings_key(tenant, collection), "quality_filter")
-            else:
-                pipe.hset(
-                    collection_settings_key(tenant, collection), "quality_filter", level.value
-                )
-            await pipe.execute()
+        await self._set_setting(tenant, collection, "quality_filter", level and level.value)
 
     async def set_threshold(self, tenant: str, collection: str, threshold: float | None) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(collections_key(tenant), collection)
-            if threshold is None:
-                pipe.hdel(collection_settings_key(tenant, collection), "threshold")
-            else:
-                pipe.hset(collection_settings_key(tenant, collection), "threshold", repr(threshold))
-            await pipe.execute()
+        """Set (or with None clear) the gallery's match threshold."""
+        value = None if threshold is None else repr(threshold)
+        await self._set_setting(tenant, collection, "threshold", value)
+
+    async def _set_setting(
+        self, tenant: str, collection: str, field: str, value: str | None
+    ) -> None:
+        changed = await self._set_gallery_setting(
+            keys=[collections_key(tenant), collection_settings_key(tenant, collection)],
+            args=[collection, field, value or ""],
+        )
+        if not changed:
+            raise gallery_not_found(collection)
 
     async def create(
         self,
@@ -174,10 +200,12 @@ class IdentityStore:
         if metadata is not None:
             changed.metadata = metadata
         fields = changed.to_hash()
-        await self._redis.hset(
-            identity_key(tenant, collection, record.id),
-            mapping={k: fields[k] for k in ("name", "metadata")},
+        written = await self._hset_if_exists(
+            keys=[identity_key(tenant, collection, record.id)],
+            args=["name", fields["name"], "metadata", fields["metadata"]],
         )
+        if not written:
+            raise IdentityNotFound(f"identity {record.id} was deleted during this change")
         return changed
 
     async def get(self, tenant: str, collection: str, identity_id: str) -> IdentityRecord | None:
@@ -205,8 +233,9 @@ class IdentityStore:
         return [text(member) for member in members]
 
     async def mark_deleting(self, tenant: str, collection: str, identity_id: str) -> None:
-        await self._redis.hset(
-            identity_key(tenant, collection, identity_id), "state", IdentityState.DELETING.value
+        await self._hset_if_exists(
+            keys=[identity_key(tenant, collection, identity_id)],
+            args=["state", IdentityState.DELETING.value],
         )
 
     async def remove(self, tenant: str, collection: str, identity_id: str) -> None:
@@ -222,10 +251,10 @@ class IdentityStore:
         ids = await self.all_ids(tenant, collection)
         async with self._redis.pipeline(transaction=False) as pipe:
             for identity in ids:
-                pipe.hset(
-                    identity_key(tenant, collection, identity),
-                    "state",
-                    IdentityState.DELETING.value,
+                await self._hset_if_exists(
+                    keys=[identity_key(tenant, collection, identity)],
+                    args=["state", IdentityState.DELETING.value],
+                    client=pipe,
                 )
             await pipe.execute()
         return ids

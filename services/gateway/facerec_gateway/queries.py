@@ -8,10 +8,12 @@ from fastapi import Query
 
 WaitQuery = Annotated[
     float,
-    Query(ge=0, description="Seconds to wait for the job to finish (capped by the server)"),
+    Query(
+        ge=0, le=3600, description="Seconds to wait for the job to finish (capped by the server)"
+    ),
 ]
 MaxFacesQuery = Annotated[
-    int | None, Query(ge=1, description="Keep at most this many (largest) faces")
+    int | None, Query(ge=1, le=1000, description="Keep at most this many (largest) faces")
 ]
 MinFaceSizeQuery = Annotated[
     int | None,

@@ -25,9 +25,10 @@ from facerec_gateway.bodies import (
 )
 from facerec_gateway.deps import CollectionPath, IdentityPath, ServicesDep, UuidPath
 from facerec_gateway.erasure import erase_gallery, erase_identity
-from facerec_gateway.fields import Metadata, Name, NewIdentity
+from facerec_gateway.fields import Metadata, Name, NewIdentity, RequestBody
 from facerec_gateway.indexer_calls import call_indexer
 from facerec_gateway.job_store import JobBody
+from facerec_gateway.problems import CONFLICT
 from facerec_gateway.queries import (
     AllowDuplicateName,
     ConfidenceQuery,
@@ -46,7 +47,7 @@ from facerec_gateway.submit import submit_images
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 
-class IdentityChanges(BaseModel):
+class IdentityChanges(RequestBody):
     """A PATCH of an identity: only the fields given change. Checked against the same
     rules as a new identity (see ``changed_identity``)."""
 
@@ -65,9 +66,9 @@ async def list_collections(services: ServicesDep, tenant: ReadTenant) -> dict[st
     return {"collections": await services.identities.collections(tenant)}
 
 
-class GallerySettings(BaseModel):
+class GallerySettings(RequestBody):
     # Cosine similarity for this gallery's matches; null returns to the model's default.
-    threshold: float | None = Field(None, ge=-1, le=1)
+    threshold: float | None = Field(None, ge=-1, le=1, strict=True)  # true is no number
     # The quality bar this gallery's enrolments apply; null returns to the service's
     # default. A body that names only this leaves the threshold as it is.
     quality_filter: QualityFilter | None = None
@@ -81,7 +82,12 @@ async def get_collection(
     return await services.identities.collection(tenant, collection)
 
 
-@router.put("/{collection}", status_code=201, response_model=GalleryBody)
+@router.put(
+    "/{collection}",
+    status_code=201,
+    response_model=GalleryBody,
+    responses={200: {"model": GalleryBody, "description": "The gallery existed already"}},
+)
 async def create_collection(
     collection: CollectionPath, services: ServicesDep, tenant: WriteTenant
 ) -> JSONResponse:
@@ -126,7 +132,9 @@ async def delete_collection(
     return await audit.around(AuditAction.COLLECTION_DELETED, erased, collection=collection)
 
 
-@router.post("/{collection}/identities", status_code=201, response_model=IdentityBody)
+@router.post(
+    "/{collection}/identities", status_code=201, response_model=IdentityBody, responses=CONFLICT
+)
 async def create_identity(
     collection: CollectionPath,
     body: NewIdentity,
@@ -148,7 +156,12 @@ async def list_identities(
     services: ServicesDep,
     tenant: ReadTenant,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=36, pattern=r"^[0-9a-f-]{36}$", description="next_cursor of the page before"
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Identities in creation order, each with its face count; pass ``next_cursor`` back as
     ``cursor`` for more."""
@@ -189,7 +202,9 @@ async def get_identity(
     return identity_body(record, face_count=counted["count"])
 
 
-@router.patch("/{collection}/identities/{identity_id}", response_model=IdentityBody)
+@router.patch(
+    "/{collection}/identities/{identity_id}", response_model=IdentityBody, responses=CONFLICT
+)
 async def update_identity(
     collection: CollectionPath,
     identity_id: IdentityPath,

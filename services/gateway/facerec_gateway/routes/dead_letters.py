@@ -16,7 +16,6 @@ from facerec_gateway.deps import JobIdPath, ServicesDep
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
 
 
-
 @router.get("", response_model=DeadLetterList)
 async def list_dead_letters(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
     """The tenant's dead letters, newest first: job, stage, reason, tries."""
