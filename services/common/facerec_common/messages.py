@@ -167,6 +167,9 @@ class IndexCallOp(StrEnum):
     COUNT_IDENTITIES = "count_identities"
     # Erase the unassigned faces a batch added (deleting the batch).
     DELETE_BATCH_FACES = "delete_batch_faces"
+    # Gallery archives: a gallery's enrolled faces with their vectors, out and in.
+    EXPORT_FACES = "export_faces"
+    IMPORT_FACES = "import_faces"
 
 
 class IndexCall(BaseModel):
@@ -184,6 +187,11 @@ class IndexCall(BaseModel):
     # count_identities: the identities to count the faces of
     identity_ids: list[str] = Field(default_factory=list)
     batch_id: str | None = None
+    # Archives: the model whose vectors are read or written, and the faces written (each
+    # with its vector as base64 float32).
+    model: str | None = None
+    dim: int = 0
+    faces: list[dict[str, Any]] = Field(default_factory=list)
 
     def to_task(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

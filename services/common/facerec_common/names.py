@@ -165,3 +165,13 @@ def audit_key(tenant: str) -> str:
 
 # Sorted set of batch ids whose callback is due, scored by the time it is due.
 CALLBACKS_KEY = f"{PREFIX}:callbacks"
+
+# The tag of the model the embed workers run (facerec_common.embeddings.EmbeddingModel as
+# JSON), written by each embedder when it starts: gallery archives are tagged with it and
+# checked against it.
+EMBEDDER_MODEL_KEY = f"{PREFIX}:embedder:model"
+
+
+def archive_secret_key(tenant: str) -> str:
+    """The secret a tenant's gallery archives are signed with (HMAC-SHA256)."""
+    return f"{PREFIX}:t:{tenant}:archive-secret"

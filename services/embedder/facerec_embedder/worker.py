@@ -7,7 +7,7 @@ from facerec_common.jobs import JobWriter
 from facerec_common.kinds import EMBED
 from facerec_common.logs import configure_logging
 from facerec_common.messages import PipelineMessage
-from facerec_common.names import Queue
+from facerec_common.names import EMBEDDER_MODEL_KEY, Queue
 from facerec_common.scores import Calibration, Scoring
 from facerec_common.worker import StageOutcome, run_worker, stage_app
 from facerec_runtime.loader import load_model
@@ -46,8 +46,18 @@ def main() -> None:
     configure_logging("embedder", settings.log_level, settings.log_format)
     stage = load_stage(settings)
 
+    tag = stage.tag.model_dump_json()
+
     def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
+        # Which model this deployment embeds with, for the gateway, which has no model to
+        # ask (gallery archives are tagged with it); written again with every task, so a
+        # Redis that lost it has it back with the next job.
+        guard.client.set(EMBEDDER_MODEL_KEY, tag)
         return stage.run(msg)
 
-    app, _ = stage_app("facerec-embedder", settings, EMBED, run)
+    app, guard = stage_app("facerec-embedder", settings, EMBED, run)
+    try:
+        guard.client.set(EMBEDDER_MODEL_KEY, tag)
+    except Exception:  # Redis away at start: the first task records it
+        log.warning("could not record the model tag in Redis; the first task will")
     run_worker(app, Queue.EMBED, settings)

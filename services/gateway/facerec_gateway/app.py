@@ -13,6 +13,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from facerec_gateway.archives import IMPORT_PATH as ARCHIVE_IMPORT_PATH
 from facerec_gateway.batch_store import BatchStore
 from facerec_gateway.bootstrap import bootstrap_admin_key
 from facerec_gateway.callbacks import CallbackSender, WebhookSecrets
@@ -26,6 +27,7 @@ from facerec_gateway.keys import KeyStore
 from facerec_gateway.limits import RateLimiter
 from facerec_gateway.problems import install_handlers, problem_response
 from facerec_gateway.routes import (
+    archives,
     audit,
     batches,
     collections,
@@ -105,7 +107,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     max_body = settings.max_image_bytes * settings.max_images_per_request + _MULTIPART_OVERHEAD
 
     routers = (health, jobs, images, collections, batches, webhooks, people, keys, tenant, audit)
-    for module in (*routers, dead_letters, embeddings):
+    for module in (*routers, dead_letters, embeddings, archives):
         app.include_router(module.router)
     app.include_router(web.router)  # the web page at /
     generated = app.openapi
@@ -138,7 +140,9 @@ class BodySizeLimit:
             return
         headers = Headers(scope=scope)
         multipart = headers.get("content-type", "").startswith("multipart/")
-        limit = self.max_body if multipart else MAX_JSON_BODY_BYTES
+        # A gallery archive (import) is as large as an upload may be, not a JSON body.
+        archive = scope["path"].endswith(ARCHIVE_IMPORT_PATH)
+        limit = self.max_body if multipart or archive else MAX_JSON_BODY_BYTES
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             response = problem_response(

@@ -4,13 +4,15 @@ people (unassigned faces grouped into clusters). The gateway sends them as an
 process may open the index; some only read it.
 """
 
+import uuid
 from typing import Any
 
-from facerec_common.errors import FaceNotFound
+from facerec_common.embeddings import decode_b64, encode_b64
+from facerec_common.errors import FaceNotFound, InvalidInput
 from facerec_common.messages import IndexCall, IndexCallOp
 
 from facerec_indexer.index import FaceIndex, Scope
-from facerec_indexer.index.base import ENROLLED, UNASSIGNED, FaceRecord
+from facerec_indexer.index.base import ENROLLED, IDENTITY, UNASSIGNED, FacePoint, FaceRecord
 from facerec_indexer.people import People
 from facerec_indexer.stage import required
 
@@ -22,6 +24,8 @@ class IndexCalls:
 
     def answer(self, msg: IndexCall) -> dict[str, Any]:
         """Carry out one call; the answer is the job's result."""
+        if msg.op in ARCHIVE_OPS:
+            return self._archive_op(msg)
         if msg.op in PEOPLE_OPS:
             return self._people_op(msg)
         if msg.op in FACE_OPS:
@@ -82,6 +86,20 @@ class IndexCalls:
             "remaining_faces": len(remaining),
             "face_count": len(records) - 1 + len(remaining),
         }
+
+    def _archive_op(self, msg: IndexCall) -> dict[str, Any]:
+        """A gallery's enrolled faces of one model with their vectors (export), or such
+        faces written into a gallery (import)."""
+        tenant, collection = msg.tenant, required(msg.collection, "collection")
+        model = required(msg.model, "model")
+        scope = Scope(tenant, collection, pool=ENROLLED)
+        if msg.op is IndexCallOp.EXPORT_FACES:
+            records = sorted(self._index.scroll(scope, with_vectors=True), key=_created)
+            return {"faces": [_archived_face(r) for r in records if r.model == model]}
+        points = [_imported_point(tenant, collection, model, face) for face in msg.faces]
+        if points:
+            self._index.upsert(model, msg.dim or len(points[0].vector), points)
+        return {"imported": len(points), "count": self._index.count(scope)}
 
     def _people_op(self, msg: IndexCall) -> dict[str, Any]:
         tenant, collection = msg.tenant, required(msg.collection, "collection")
@@ -144,6 +162,45 @@ def _enrolled_face(record: FaceRecord) -> dict[str, Any]:
         # Faces enrolled before thumbnails were kept have none.
         "thumbnail": payload.get("thumbnail", ""),
     }
+
+
+ARCHIVE_OPS = frozenset({IndexCallOp.EXPORT_FACES, IndexCallOp.IMPORT_FACES})
+# What an archived face keeps besides its id, identity and vector.
+ARCHIVED_FIELDS = ("image", "sha256", "bbox", "created_at", "thumbnail")
+
+
+def _archived_face(record: FaceRecord) -> dict[str, Any]:
+    if record.vector is None:
+        raise InvalidInput(f"face {record.id} was read without its vector")
+    return {
+        "id": record.id,
+        "identity_id": record.payload.get(IDENTITY, ""),
+        "vector": encode_b64(record.vector),
+        **{name: record.payload.get(name) for name in ARCHIVED_FIELDS},
+    }
+
+
+def _imported_point(tenant: str, collection: str, model: str, face: dict[str, Any]) -> FacePoint:
+    """A face of an archive as a point of this gallery. Points of every tenant share one
+    Qdrant collection per model, so the archive's face id is not reused: the point is named
+    by the gallery it lands in and that id, and importing the same archive twice into one
+    gallery lands on the same points."""
+    return FacePoint(
+        id=str(uuid.uuid5(ARCHIVE_NAMESPACE, f"{tenant}:{collection}:{face['id']}")),
+        vector=decode_b64(str(face["vector"])),
+        tenant=tenant,
+        collection=collection,
+        identity_id=str(face["identity_id"]),
+        extra={
+            **{name: face.get(name) for name in ARCHIVED_FIELDS},
+            "thumbnail": face.get("thumbnail") or "",
+            "sha256": face.get("sha256") or "",
+            "model": model,
+        },
+    )
+
+
+ARCHIVE_NAMESPACE = uuid.UUID("3b0f6a4e-2f0d-4f7e-9a43-6c1f0b8d7e21")
 
 
 def _delete_records(index: FaceIndex, records: list[FaceRecord]) -> None:
