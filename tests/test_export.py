@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import redis
+from facerec_common.names import archive_secret_key
 from helpers import (
     JPEG,
     assert_problem,
@@ -206,3 +208,14 @@ def test_an_archive_that_does_not_fit_is_refused_saying_why(
         assert_problem(limited.get(f"/v1/collections/{source}/export"), 403, "forbidden")
         assert_problem(import_(limited, unique("target"), archive), 403, "forbidden")
     assert_problem(api.get(f"/v1/collections/{unique('none')}/export"), 404, "collection-not-found")
+
+
+def test_erasing_the_tenant_erases_its_archive_secret(stack: Stack) -> None:
+    tenant = unique("archive-erased")
+    key = cli(stack, "create", "--tenant", tenant, "--scopes", "read,write,admin")
+    with client_for(stack, str(key["key"])) as client:
+        assert client.get("/v1/archive-secret").status_code == 200
+        with redis.Redis.from_url(stack.redis_url) as connection:
+            assert connection.exists(archive_secret_key(tenant))
+            assert client.delete("/v1/tenant").status_code == 200
+            assert not connection.exists(archive_secret_key(tenant))

@@ -7,6 +7,7 @@ from typing import Any
 
 from facerec_common.deadletters import AsyncDeadLetters
 from facerec_common.messages import IndexCallOp
+from facerec_common.names import archive_secret_key
 
 from facerec_gateway.deps import Services
 from facerec_gateway.indexer_calls import call_indexer
@@ -40,8 +41,8 @@ async def erase_gallery(services: Services, tenant: str, gallery: str) -> dict[s
 
 
 async def erase_tenant(services: Services, tenant: str) -> dict[str, Any]:
-    """Every gallery, identity and face vector, the webhook secret, the dead letters, then
-    every key (last: until then the caller's key still works for a retry)."""
+    """Every gallery, identity and face vector, the webhook and archive secrets, the dead
+    letters, then every key (last: until then the caller's key still works for a retry)."""
     galleries = [c["name"] for c in await services.identities.collections(tenant)]
     marked = {g: await services.identities.mark_collection_deleting(tenant, g) for g in galleries}
     erased = await call_indexer(services, IndexCallOp.DELETE_TENANT, tenant)
@@ -49,6 +50,7 @@ async def erase_tenant(services: Services, tenant: str) -> dict[str, Any]:
         await services.identities.remove_collection(tenant, gallery, ids)
         await services.batches.erase_collection(tenant, gallery)
     await services.webhooks.erase(tenant)
+    await services.redis.delete(archive_secret_key(tenant))
     # Dead letters hold the images and crops of their jobs: biometric data too.
     dead_letters = await AsyncDeadLetters(services.redis).erase(tenant)
     revoked = await services.keys.revoke_all(tenant)
