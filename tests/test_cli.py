@@ -65,7 +65,6 @@ class FakeGateway:
     known: dict[str, set[str]] = field(default_factory=dict)  # collection -> sha256
     batches: dict[str, FakeBatch] = field(default_factory=dict)
     uploads: int = 0  # upload requests answered 202
-    part_sent: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -124,7 +123,6 @@ class FakeGateway:
                     {"name": name, "sha256": digest, "status": "done", "faces": [face]}
                 )
         self.uploads += 1
-        self.part_sent.set()
         return answer
 
 
@@ -227,10 +225,14 @@ def test_ingest_offline_interrupted_resumes_in_the_same_batch(tmp_path: Path) ->
         gateway, root, tmp_path / "state.json", part_size=2, concurrency=1, max_rate=8
     )
 
-    # Ctrl-C, as the main thread sees it, once the first part is in.
+    # Ctrl-C, as the main thread sees it, once the second part is in: one part at a time,
+    # so by then the client has recorded the first (the interrupt may land before it
+    # reads the second part's answer).
     def interrupt() -> None:
-        if gateway.part_sent.wait(10):
-            _thread.interrupt_main()
+        deadline = time.monotonic() + 10
+        while gateway.uploads < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        _thread.interrupt_main()
 
     threading.Thread(target=interrupt, daemon=True).start()
     with pytest.raises(Interrupted) as stopped:

@@ -164,6 +164,16 @@ def test_an_imported_archive_answers_every_search_as_its_source(
     assert theirs.status_code == 200, theirs.text
     assert_same_answers(expected, answers(other_tenant, source, model, vectors))
 
+    # Vectors leaving and entering are in each tenant's own audit trail.
+    trail = api.get("/v1/audit", params={"limit": 500}).json()["records"]
+    done = {(r["action"], r["target"].get("collection")) for r in trail}
+    assert {("collection.exported", source), ("collection.imported", copy)} <= done
+    assert ("archive_secret.read", None) in done
+    exported = next(r for r in trail if r["action"] == "collection.exported")
+    assert exported["detail"] == {"identities": 3, "faces": 4}
+    theirs_trail = other_tenant.get("/v1/audit").json()["records"]
+    assert [r["action"] for r in theirs_trail][:1] == ["collection.imported"]
+
 
 def test_an_archive_that_does_not_fit_is_refused_saying_why(
     api: httpx.Client, other_tenant: httpx.Client, stack: Stack

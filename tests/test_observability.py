@@ -52,7 +52,8 @@ def test_the_gateway_counts_requests_by_route_and_reports_queue_lengths(
     route = "/v1/collections/{collection}/recognize"
     before = samples(f"{stack.url}/metrics")
     recognize_once(api)
-    assert api.get("/v1/jobs/no-such-job").status_code == 404
+    missing_job = "00000000-0000-7000-8000-000000000000"
+    assert api.get(f"/v1/jobs/{missing_job}").status_code == 404
     after = samples(f"{stack.url}/metrics")
 
     counted = "facerec_http_requests_total"
@@ -66,7 +67,7 @@ def test_the_gateway_counts_requests_by_route_and_reports_queue_lengths(
     for queue in ("detect", "embed", "index", "detect:9", "embed:9", "index:9"):
         assert ("facerec_queue_length", frozenset({("queue", queue)})) in after, queue
     # Raw paths never become labels: one series per route template, not per job id.
-    assert not any("no-such-job" in str(labels) for _, labels in after)
+    assert not any(missing_job in str(labels) for _, labels in after)
 
 
 def test_every_worker_reports_its_stage_its_model_and_its_index(

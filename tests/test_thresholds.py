@@ -43,6 +43,7 @@ def test_gallery_threshold_overrides_the_default_and_a_request_overrides_both(
         "name": collection,
         "identities": 1,
         "threshold": 0.99,
+        "quality_filter": None,
     }
     result = recognize(api, collection, images.portrait())
     assert result["threshold"] == 0.99 and result["faces"][0]["identity"] is None

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from facerec_common.errors import InvalidInput
 
@@ -37,12 +37,12 @@ class EmbeddingModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # The model pack (buffalo_sc, buffalo_sc_int8, ...) and its recognition model.
-    pack: str
-    model: str
+    pack: str = Field(max_length=64)
+    model: str = Field(max_length=128)
     # The first 16 hex digits of the sha256 of the recognition model's file: the exact
     # weights, so a re-made or re-quantised model is another version.
-    version: str
-    dim: int
+    version: str = Field(max_length=64)
+    dim: int = Field(ge=1, le=4096, strict=True)
     normalisation: Literal["l2"] = "l2"
 
     def differences(self, other: "EmbeddingModel") -> list[str]:

@@ -24,6 +24,7 @@ from facerec_common.errors import FaceRecError, InvalidInput
 from facerec_common.identities import decoded, text
 from facerec_common.names import audit_key
 from fastapi import Depends, Request
+from pydantic import BaseModel
 
 from facerec_gateway.auth import authenticate
 from facerec_gateway.deps import ServicesDep
@@ -58,6 +59,10 @@ class AuditAction(StrEnum):
     KEY_REVOKED = "key.revoked"
     TENANT_DELETED = "tenant.deleted"
     COLLECTION_DELETED = "collection.deleted"
+    # Every face vector of a gallery leaves or enters the service.
+    COLLECTION_EXPORTED = "collection.exported"
+    COLLECTION_IMPORTED = "collection.imported"
+    ARCHIVE_SECRET_READ = "archive_secret.read"
     THRESHOLD_CHANGED = "collection.threshold_changed"
     IDENTITY_DELETED = "identity.deleted"
     FACE_DELETED = "face.deleted"
@@ -150,6 +155,8 @@ def _record(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
 
 def _counts(result: Any) -> tuple[Outcome, Detail]:
     """Outcome and counts of an erasure's answer (numbers only: no names, no faces)."""
+    if isinstance(result, BaseModel):
+        result = result.model_dump()
     if not isinstance(result, dict):
         return Outcome.OK, {}
     counts: Detail = {

@@ -36,7 +36,9 @@ class EmbeddingSearch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    embedding: Annotated[list[float], Field(max_length=MAX_DIM)] | None = None
+    embedding: (
+        Annotated[list[Annotated[float, Field(strict=True)]], Field(max_length=MAX_DIM)] | None
+    ) = None
     embedding_b64: (
         Annotated[
             str,
@@ -48,9 +50,10 @@ class EmbeddingSearch(BaseModel):
         | None
     ) = None
     model: EmbeddingModel
-    limit: int = Field(1, ge=1, le=20, description="Identities to return, best first")
-    threshold: float | None = Field(None, ge=-1, le=1)
-    confidence_threshold: float | None = Field(None, gt=0, lt=1)
+    # strict: JSON true is no number.
+    limit: int = Field(1, ge=1, le=20, strict=True, description="Identities to return, best first")
+    threshold: float | None = Field(None, ge=-1, le=1, strict=True)
+    confidence_threshold: float | None = Field(None, gt=0, lt=1, strict=True)
 
     @model_validator(mode="after")
     def _one_vector(self) -> "EmbeddingSearch":

@@ -16,6 +16,7 @@ from facerec_gateway.archives import (
     export_lines,
     import_archive,
 )
+from facerec_gateway.audit import Audit, AuditAction, Detail
 from facerec_gateway.auth import AdminKey
 from facerec_gateway.deps import CollectionPath, ServicesDep
 
@@ -33,13 +34,15 @@ class ArchiveResponse(StreamingResponse):
     responses={200: {"model": ArchiveLine, "description": "The archive, one JSON object a line"}},
 )
 async def export_collection(
-    collection: CollectionPath, key: AdminKey, services: ServicesDep
+    collection: CollectionPath, key: AdminKey, services: ServicesDep, audit: Audit
 ) -> ArchiveResponse:
     """The gallery as a portable archive (JSON Lines): a manifest (format version, model
     tag, metric, counts), its identities with their metadata, its enrolled faces with their
     vectors, and an end line with the archive's sha256 and signature."""
     await services.identities.require_collection(key.tenant, collection)
     counts, lines = await export_lines(services, key.tenant, collection)
+    detail: Detail = {"identities": counts.identities, "faces": counts.faces}
+    await audit.record(AuditAction.COLLECTION_EXPORTED, detail=detail, collection=collection)
     return ArchiveResponse(
         lines,
         headers={
@@ -68,6 +71,7 @@ async def import_collection(
     request: Request,
     key: AdminKey,
     services: ServicesDep,
+    audit: Audit,
     x_archive_secret: Annotated[
         str | None,
         Header(
@@ -82,11 +86,14 @@ async def import_collection(
     archive changed or cut short, of another model, or signed by another tenant (without
     its secret) is refused with a 422 saying which."""
     data = await request.body()
-    return await import_archive(services, key.tenant, collection, data, x_archive_secret)
+    imported = import_archive(services, key.tenant, collection, data, x_archive_secret)
+    return await audit.around(AuditAction.COLLECTION_IMPORTED, imported, collection=collection)
 
 
 @router.get("/archive-secret", response_model=ArchiveSecret)
-async def get_archive_secret(key: AdminKey, services: ServicesDep) -> dict[str, Any]:
+async def get_archive_secret(key: AdminKey, services: ServicesDep, audit: Audit) -> dict[str, Any]:
     """The secret this tenant's archives are signed with (HMAC-SHA256); made on first use.
     Give it, with an archive, to the tenant or deployment that imports it."""
-    return {"secret": await archive_secret(services, key.tenant)}
+    secret = await archive_secret(services, key.tenant)
+    await audit.record(AuditAction.ARCHIVE_SECRET_READ)
+    return {"secret": secret}
