@@ -135,7 +135,12 @@ def test_a_deleted_identity_is_no_longer_recognised(api: httpx.Client) -> None:
 
     deleted = api.delete(f"/v1/collections/{collection}/identities/{yao}")
     assert deleted.status_code == 200, deleted.text
-    assert deleted.json() == {"id": yao, "deleted_faces": 2, "remaining_faces": 0}
+    assert deleted.json() == {
+        "id": yao,
+        "deleted_faces": 2,
+        "deleted_crops": 2,
+        "remaining_faces": 0,
+    }
     face = recognize(api, collection, images.portrait())["faces"][0]
     assert face["identity"] is None and face["candidates"] == []
     assert api.get(f"/v1/collections/{collection}/identities/{yao}").status_code == 404
@@ -224,6 +229,7 @@ def test_deleting_a_collection_erases_its_identities_and_faces(api: httpx.Client
         "deleted_identities": 1,
         "deleted_batches": 0,
         "deleted_faces": 1,
+        "deleted_crops": 1,
         "remaining_faces": 0,
     }
     names = [c["name"] for c in api.get("/v1/collections").json()["collections"]]

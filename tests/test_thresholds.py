@@ -44,6 +44,7 @@ def test_gallery_threshold_overrides_the_default_and_a_request_overrides_both(
         "identities": 1,
         "threshold": 0.99,
         "quality_filter": None,
+        "keep_crops": True,
     }
     result = recognize(api, collection, images.portrait())
     assert result["threshold"] == 0.99 and result["faces"][0]["identity"] is None

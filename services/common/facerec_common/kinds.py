@@ -37,6 +37,9 @@ class KindRoute:
     refusals_in_result: bool = False
     # A small JPEG of each face is kept with its vector, to be reviewed by eye.
     thumbnails: bool = False
+    # The aligned 112x112 crop of each face is kept with its point (losslessly compressed),
+    # unless the job's params say not to: what re-embedding with another model needs.
+    keeps_crops: bool = False
 
     def finishes(self, stage: StageName) -> bool:
         return self.stages[-1] == stage
@@ -53,7 +56,11 @@ ROUTES: dict[JobKind, KindRoute] = {
     JobKind.VERIFY: KindRoute((DETECT, EMBED), one_face=True),
     JobKind.RECOGNIZE: KindRoute((DETECT, EMBED, INDEX)),
     JobKind.ENROLL: KindRoute(
-        (DETECT, EMBED, INDEX), one_face=True, refusals_in_result=True, thumbnails=True
+        (DETECT, EMBED, INDEX),
+        one_face=True,
+        refusals_in_result=True,
+        thumbnails=True,
+        keeps_crops=True,
     ),
     JobKind.VERIFY_IDENTITY: KindRoute((DETECT, EMBED, INDEX), one_face=True),
     JobKind.BATCH: KindRoute((DETECT, EMBED, INDEX), thumbnails=True),

@@ -68,6 +68,8 @@ class JobParams(BaseModel):
     encoding: Encoding = Encoding.JSON
     # Search: the model tag the supplied vector came with.
     embedding_model: EmbeddingModel | None = None
+    # Enrolment: keep each face's aligned crop with its point (the gallery's keep_crops).
+    keep_crops: bool = True
 
 
 class DetectionPass(BaseModel):
@@ -136,6 +138,9 @@ class PipelineMessage(BaseModel):
     vectors: bytes = b""
     # Batch jobs: a small JPEG of each crop, kept with the unassigned faces for review.
     thumbnails: list[bytes] = Field(default_factory=list)
+    # Enrolment: each crop as lossless WebP, kept with its enrolled face (see
+    # ``kinds.KindRoute.keeps_crops``); empty when the gallery keeps none.
+    kept_crops: list[bytes] = Field(default_factory=list)
     default_threshold: float | None = None
     # Platt constants (a, b) of the model: confidence = sigmoid(a * similarity + b).
     calibration: tuple[float, float] | None = None

@@ -53,6 +53,8 @@ class EmbedStage:
             )
         if kind.thumbnails:
             msg.thumbnails = [thumbnail(crop) for crop in crops]
+        if kind.keeps_crops and msg.params.keep_crops:
+            msg.kept_crops = [kept_crop(crop) for crop in crops]
         msg.crops = b""
         msg.vectors = pack_vectors(vectors)
         msg.model = self._embedder.name
@@ -114,4 +116,15 @@ def thumbnail(crop: npt.NDArray[np.uint8]) -> bytes:
     ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
     if not ok:
         return b""
+    return bytes(encoded.tobytes())
+
+
+def kept_crop(crop: npt.NDArray[np.uint8]) -> bytes:
+    """An aligned 112x112 crop as lossless WebP, kept with an enrolled face so that it can
+    be embedded again by another model without the photo. Lossless: decoding gives back
+    the very pixels this model embedded. WebP, not PNG: about 11.6 kB a face against 18 kB
+    for PNG on the test faces, decoded as exactly."""
+    ok, encoded = cv2.imencode(".webp", crop, [cv2.IMWRITE_WEBP_QUALITY, 101])
+    if not ok:
+        raise ValueError("the aligned crop could not be encoded as WebP")
     return bytes(encoded.tobytes())

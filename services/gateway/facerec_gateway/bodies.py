@@ -19,6 +19,8 @@ class GalleryBody(BaseModel):
     threshold: float | None
     # The gallery's own enrolment quality bar; null: the service's default.
     quality_filter: QualityFilter | None = None
+    # New enrolments keep each face's aligned crop (what a model migration re-embeds).
+    keep_crops: bool = True
 
 
 class IdentityBody(BaseModel):
@@ -124,6 +126,8 @@ class GalleryErased(BaseModel):
     deleted_identities: int
     deleted_batches: int
     deleted_faces: int
+    # The aligned crops kept with the deleted faces (a face has one or none).
+    deleted_crops: int
     # Counted again after the erasure: 0 unless it failed.
     remaining_faces: int
 
@@ -131,6 +135,8 @@ class GalleryErased(BaseModel):
 class IdentityErased(BaseModel):
     id: str
     deleted_faces: int
+    # The aligned crops kept with the deleted faces.
+    deleted_crops: int
     remaining_faces: int
 
 
@@ -144,6 +150,9 @@ class StoredFace(BaseModel):
     created_at: float | None
     # 64x64 JPEG, base64; empty for faces enrolled before thumbnails were kept.
     thumbnail: str
+    # Its aligned 112x112 crop is kept in the index (never handed out); false where the
+    # gallery keeps none, or for faces imported or named from a batch.
+    has_crop: bool
 
 
 class IdentityFaces(BaseModel):
@@ -155,6 +164,8 @@ class FaceErased(BaseModel):
     face_id: str
     identity_id: str
     deleted_faces: int
+    # 1 if the face kept its aligned crop, else 0.
+    deleted_crops: int
     remaining_faces: int
     # The identity's faces left.
     face_count: int
@@ -227,6 +238,8 @@ class TenantErased(BaseModel):
     deleted_collections: int
     deleted_identities: int
     deleted_faces: int
+    # The aligned crops kept with the deleted faces.
+    deleted_crops: int
     remaining_faces: int
     deleted_dead_letters: int
     revoked_keys: int

@@ -22,6 +22,7 @@ async def erase_identity(
     return {
         "id": identity_id,
         "deleted_faces": erased["deleted"],
+        "deleted_crops": erased["deleted_crops"],
         "remaining_faces": erased["remaining"],
     }
 
@@ -36,6 +37,7 @@ async def erase_gallery(services: Services, tenant: str, gallery: str) -> dict[s
         "deleted_identities": len(ids),
         "deleted_batches": batches,
         "deleted_faces": erased["deleted"],
+        "deleted_crops": erased["deleted_crops"],
         "remaining_faces": erased["remaining"],
     }
 
@@ -59,6 +61,7 @@ async def erase_tenant(services: Services, tenant: str) -> dict[str, Any]:
         "deleted_collections": len(galleries),
         "deleted_identities": sum(len(ids) for ids in marked.values()),
         "deleted_faces": erased["deleted"],
+        "deleted_crops": erased["deleted_crops"],
         "remaining_faces": erased["remaining"],
         "deleted_dead_letters": dead_letters,
         "revoked_keys": revoked,

@@ -126,12 +126,14 @@ class IdentityStore:
             pipe.zcard(identities_key(tenant, collection))
             pipe.hget(collection_settings_key(tenant, collection), "threshold")
             pipe.hget(collection_settings_key(tenant, collection), "quality_filter")
-            count, threshold, level = await pipe.execute()
+            pipe.hget(collection_settings_key(tenant, collection), "keep_crops")
+            count, threshold, level, keep = await pipe.execute()
         return {
             "name": collection,
             "identities": count,
             "threshold": float(threshold) if threshold else None,
             "quality_filter": QualityFilter(text(level)) if level else None,
+            "keep_crops": keep is None,
         }
 
     async def quality_filter(self, tenant: str, collection: str) -> QualityFilter | None:
@@ -146,6 +148,15 @@ class IdentityStore:
     ) -> None:
         """Set (or with None clear) the gallery's enrolment quality bar."""
         await self._set_setting(tenant, collection, "quality_filter", level and level.value)
+
+    async def keep_crops(self, tenant: str, collection: str) -> bool:
+        """Whether the gallery's enrolments keep each face's aligned crop (the default)."""
+        field = await self._redis.hget(collection_settings_key(tenant, collection), "keep_crops")
+        return field is None
+
+    async def set_keep_crops(self, tenant: str, collection: str, keep: bool) -> None:
+        """Keep crops of new enrolments (the default: no field) or not ("0")."""
+        await self._set_setting(tenant, collection, "keep_crops", None if keep else "0")
 
     async def set_threshold(self, tenant: str, collection: str, threshold: float | None) -> None:
         """Set (or with None clear) the gallery's match threshold."""

@@ -5,6 +5,7 @@ process may open the index; some only read it.
 """
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from facerec_common.embeddings import decode_b64, encode_b64
@@ -12,7 +13,14 @@ from facerec_common.errors import FaceNotFound, InvalidInput
 from facerec_common.messages import IndexCall, IndexCallOp
 
 from facerec_indexer.index import FaceIndex, Scope
-from facerec_indexer.index.base import ENROLLED, IDENTITY, UNASSIGNED, FacePoint, FaceRecord
+from facerec_indexer.index.base import (
+    CROP,
+    ENROLLED,
+    IDENTITY,
+    UNASSIGNED,
+    FacePoint,
+    FaceRecord,
+)
 from facerec_indexer.people import People
 from facerec_indexer.stage import required
 
@@ -39,9 +47,12 @@ class IndexCalls:
         elif msg.op is IndexCallOp.DELETE_COLLECTION:
             required(msg.collection, "collection")
         before = self._index.count(scope)
+        # Crops are kept in their faces' points: the points that hold one are the crops
+        # this erasure deletes.
+        crops = self._index.count(replace(scope, with_crop=True))
         self._index.delete(scope)
         # Erasure is confirmed by counting again, not assumed.
-        return {"deleted": before, "remaining": self._index.count(scope)}
+        return {"deleted": before, "deleted_crops": crops, "remaining": self._index.count(scope)}
 
     def _face_op(self, msg: IndexCall) -> dict[str, Any]:
         tenant, collection = msg.tenant, required(msg.collection, "collection")
@@ -83,6 +94,7 @@ class IndexCalls:
             "face_id": face,
             "identity_id": identity,
             "deleted_faces": 1,
+            "deleted_crops": sum(1 for r in found if r.payload.get(CROP)),
             "remaining_faces": len(remaining),
             "face_count": len(records) - 1 + len(remaining),
         }
@@ -161,6 +173,8 @@ def _enrolled_face(record: FaceRecord) -> dict[str, Any]:
         "created_at": payload.get("created_at"),
         # Faces enrolled before thumbnails were kept have none.
         "thumbnail": payload.get("thumbnail", ""),
+        # Whether its aligned crop is kept; the crop itself is not handed out.
+        "has_crop": bool(payload.get(CROP)),
     }
 
 

@@ -2,6 +2,7 @@
 verify against an identity, a batch image). The indexer's calls that carry no image
 (counts, erasure, people) are in ``calls``."""
 
+import base64
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ from facerec_common.scores import Scoring, message_scoring
 
 from facerec_indexer.clustering import Vector
 from facerec_indexer.index import FaceIndex, FacePoint, Hit, Scope
-from facerec_indexer.index.base import ENROLLED, UNASSIGNED
+from facerec_indexer.index.base import CROP, ENROLLED, UNASSIGNED
 from facerec_indexer.people import People, thumbnail_text
 
 # Face ids are uuid5 of the job and image, so a redelivered task overwrites its own points.
@@ -301,13 +302,15 @@ class IndexStage:
             if r.payload.get("sha256")
         }
         thumbnails = iter(msg.thumbnails)
+        # Empty when the gallery keeps no crops.
+        crops = iter(msg.kept_crops)
         vectors: Iterator[Vector] = iter(unpack_vectors(msg.vectors, msg.dim) if msg.dim else [])
         now = time.time()
         points: list[FacePoint] = []
         stored: list[EnrolledFace] = []
         duplicates: list[DuplicateImage] = []
         for face in faces:
-            vector, jpeg = next(vectors), next(thumbnails, b"")
+            vector, jpeg, crop = next(vectors), next(thumbnails, b""), next(crops, b"")
             ref = refs[face.image]
             if ref.sha256 and ref.sha256 in known:
                 duplicates.append(
@@ -336,6 +339,9 @@ class IndexStage:
                         "thumbnail": thumbnail_text(jpeg),
                         "created_at": now,
                         "model": msg.model,
+                        # The aligned crop lives and dies with the point; absent, not
+                        # empty, where none is kept (erasure counts the points with one).
+                        **({CROP: base64.b64encode(crop).decode("ascii")} if crop else {}),
                     },
                 )
             )

@@ -72,6 +72,10 @@ class GallerySettings(RequestBody):
     # The quality bar this gallery's enrolments apply; null returns to the service's
     # default. A body that names only this leaves the threshold as it is.
     quality_filter: QualityFilter | None = None
+    # Whether new enrolments keep each face's aligned 112x112 crop (what a later model
+    # migration re-embeds); null returns to the default, true. Faces enrolled already
+    # keep theirs until they are deleted. A body that names only this leaves the rest.
+    keep_crops: bool | None = Field(None, strict=True)
 
 
 @router.get("/{collection}", response_model=GalleryBody)
@@ -108,12 +112,16 @@ async def update_collection(
     tenant: WriteTenant,
     audit: Audit,
 ) -> dict[str, Any]:
-    """Set the gallery's own match threshold (a request's threshold still overrides it)."""
+    """Set the gallery's own match threshold (a request's threshold still overrides it),
+    its enrolment quality bar, and whether its enrolments keep aligned crops."""
     await services.identities.require_collection(tenant, collection)
     given = body.model_fields_set
     if "quality_filter" in given:
         await services.identities.set_quality_filter(tenant, collection, body.quality_filter)
-    if "threshold" in given or "quality_filter" not in given:
+    if "keep_crops" in given:
+        keep = body.keep_crops is not False
+        await services.identities.set_keep_crops(tenant, collection, keep)
+    if "threshold" in given or not given & {"quality_filter", "keep_crops"}:
         before = (await services.identities.collection(tenant, collection))["threshold"]
         await services.identities.set_threshold(tenant, collection, body.threshold)
         change = {"before": before, "after": body.threshold}
@@ -317,6 +325,7 @@ async def enroll(
         quality_filter=quality_filter
         or await services.identities.quality_filter(tenant, collection),
         landmarks=landmarks,
+        keep_crops=await services.identities.keep_crops(tenant, collection),
     )
     return await submit_images(services, tenant, JobKind.ENROLL, image, params, wait)
 

@@ -28,6 +28,10 @@ UNASSIGNED = "unassigned"
 # The person (cluster) an unassigned face was grouped into; "" while it is in none.
 CLUSTER = "cluster_id"
 INDEXED_FIELDS = (TENANT, COLLECTION, IDENTITY, POOL, CLUSTER)
+# An enrolled face's aligned 112x112 crop (lossless WebP, base64), absent where none is
+# kept. Never read by a search: hits carry only the fields below.
+CROP = "crop"
+HIT_FIELDS = [IDENTITY, CLUSTER]
 
 
 def collection_name(model: str) -> str:
@@ -41,6 +45,8 @@ class Scope:
     identity_id: str | None = None
     pool: str | None = None
     cluster_id: str | None = None
+    # Only the points that keep a crop (to count the crops an erasure deletes).
+    with_crop: bool = False
 
     def conditions(self) -> list[tuple[str, str]]:
         pairs = [(TENANT, self.tenant)]

@@ -15,6 +15,8 @@ import qdrant_edge as qe
 
 from facerec_indexer.index.base import (
     COLLECTION_PREFIX,
+    CROP,
+    HIT_FIELDS,
     INDEXED_FIELDS,
     TENANT,
     FaceIndex,
@@ -62,7 +64,8 @@ class EdgeIndex(FaceIndex):
             must=[
                 qe.FieldCondition(key=key, match=qe.MatchValue(value))
                 for key, value in scope.conditions()
-            ]
+            ],
+            must_not=[qe.IsEmptyCondition(CROP)] if scope.with_crop else None,
         )
 
     def upsert(self, model: str, dim: int, points: Sequence[FacePoint]) -> None:
@@ -96,7 +99,7 @@ class EdgeIndex(FaceIndex):
                 query=qe.Query.Nearest(vector.tolist()),
                 filter=flt,
                 limit=limit,
-                with_payload=True,
+                with_payload=HIT_FIELDS,
             )
             for vector in np.asarray(vectors, dtype=np.float32)
         ]

@@ -14,6 +14,8 @@ from qdrant_client import QdrantClient, models
 
 from facerec_indexer.index.base import (
     COLLECTION_PREFIX,
+    CROP,
+    HIT_FIELDS,
     INDEXED_FIELDS,
     TENANT,
     FaceIndex,
@@ -87,7 +89,10 @@ class ServerIndex(FaceIndex):
             must=[
                 models.FieldCondition(key=key, match=models.MatchValue(value=value))
                 for key, value in scope.conditions()
-            ]
+            ],
+            must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=CROP))]
+            if scope.with_crop
+            else None,
         )
 
     def upsert(self, model: str, dim: int, points: Sequence[FacePoint]) -> None:
@@ -114,7 +119,7 @@ class ServerIndex(FaceIndex):
             name,
             requests=[
                 models.QueryRequest(
-                    query=vector.tolist(), filter=flt, limit=limit, with_payload=True
+                    query=vector.tolist(), filter=flt, limit=limit, with_payload=HIT_FIELDS
                 )
                 for vector in np.asarray(vectors, dtype=np.float32)
             ],
