@@ -325,6 +325,8 @@ def test_every_admin_and_erasure_action_is_audited_and_outlives_the_tenant(
         assert admin.delete(f"/v1/keys/{spare}").status_code == 200
         make_gallery(admin, gallery)
         assert admin.patch(f"/v1/collections/{gallery}", json={"threshold": 0.4}).status_code == 200
+        settings = {"quality_filter": "low", "keep_crops": False}
+        assert admin.patch(f"/v1/collections/{gallery}", json=settings).status_code == 200
         person = new_identity(admin, gallery, "Ada Lovelace")
         enrolled = enroll(
             admin, gallery, person, images.portrait(), images.variant(images.portrait(), flip=True)
@@ -362,11 +364,16 @@ def test_every_admin_and_erasure_action_is_audited_and_outlives_the_tenant(
         ("batch.closed", {"collection": gallery, "batch_id": closed}),
         ("identity.deleted", {"collection": gallery, "identity_id": person}),
         ("face.deleted", {"collection": gallery, "identity_id": person, "face_id": face}),
+        ("collection.quality_filter_changed", {"collection": gallery}),
+        ("collection.keep_crops_changed", {"collection": gallery}),
         ("collection.threshold_changed", {"collection": gallery}),
         ("key.revoked", {"key_prefix": spare}),
         ("key.created", {"key_prefix": spare}),
     ]
-    assert [a for a in actions(records) if a != "key.created"][:10] == [a for a, _ in expected[:10]]
+    newest = len(expected) - 1  # all but the spare key's creation
+    assert [a for a in actions(records) if a != "key.created"][:newest] == [
+        a for a, _ in expected[:newest]
+    ]
     for action, target in expected:
         record = by_action[action]
         assert record["actor"] == actor, record
@@ -377,6 +384,9 @@ def test_every_admin_and_erasure_action_is_audited_and_outlives_the_tenant(
     assert by_action["face.deleted"]["detail"]["deleted_faces"] == 1
     assert by_action["identity.deleted"]["detail"]["deleted_faces"] == 1
     assert by_action["collection.threshold_changed"]["detail"] == {"before": None, "after": 0.4}
+    changed_level = by_action["collection.quality_filter_changed"]["detail"]
+    assert changed_level == {"before": None, "after": "low"}
+    assert by_action["collection.keep_crops_changed"]["detail"] == {"before": True, "after": False}
     # Nothing of the person but the identity id: no name, no face, no vector.
     text = json.dumps(records)
     assert "Ada" not in text and "Lovelace" not in text

@@ -64,6 +64,8 @@ class AuditAction(StrEnum):
     COLLECTION_IMPORTED = "collection.imported"
     ARCHIVE_SECRET_READ = "archive_secret.read"
     THRESHOLD_CHANGED = "collection.threshold_changed"
+    QUALITY_FILTER_CHANGED = "collection.quality_filter_changed"
+    KEEP_CROPS_CHANGED = "collection.keep_crops_changed"
     IDENTITY_DELETED = "identity.deleted"
     FACE_DELETED = "face.deleted"
     PERSON_FACE_REJECTED = "person.face_rejected"

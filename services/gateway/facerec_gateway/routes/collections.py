@@ -78,6 +78,14 @@ class GallerySettings(RequestBody):
     keep_crops: bool | None = Field(None, strict=True)
 
 
+# Each gallery setting's change, as the audit trail names it.
+SETTING_CHANGED = {
+    "threshold": AuditAction.THRESHOLD_CHANGED,
+    "quality_filter": AuditAction.QUALITY_FILTER_CHANGED,
+    "keep_crops": AuditAction.KEEP_CROPS_CHANGED,
+}
+
+
 @router.get("/{collection}", response_model=GalleryBody)
 async def get_collection(
     collection: CollectionPath, services: ServicesDep, tenant: ReadTenant
@@ -115,18 +123,22 @@ async def update_collection(
     """Set the gallery's own match threshold (a request's threshold still overrides it),
     its enrolment quality bar, and whether its enrolments keep aligned crops."""
     await services.identities.require_collection(tenant, collection)
-    given = body.model_fields_set
+    before = await services.identities.collection(tenant, collection)
+    # An empty body clears the threshold, as it always has.
+    given = body.model_fields_set or {"threshold"}
     if "quality_filter" in given:
         await services.identities.set_quality_filter(tenant, collection, body.quality_filter)
     if "keep_crops" in given:
         keep = body.keep_crops is not False
         await services.identities.set_keep_crops(tenant, collection, keep)
-    if "threshold" in given or not given & {"quality_filter", "keep_crops"}:
-        before = (await services.identities.collection(tenant, collection))["threshold"]
+    if "threshold" in given:
         await services.identities.set_threshold(tenant, collection, body.threshold)
-        change = {"before": before, "after": body.threshold}
-        await audit.record(AuditAction.THRESHOLD_CHANGED, detail=change, collection=collection)
-    return await services.identities.collection(tenant, collection)
+    after = await services.identities.collection(tenant, collection)
+    for setting in sorted(given):
+        change = {"before": before[setting], "after": after[setting]}
+        action = SETTING_CHANGED[setting]
+        await audit.record(action, detail=change, collection=collection)
+    return after
 
 
 @router.delete("/{collection}", response_model=GalleryErased)
