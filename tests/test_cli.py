@@ -739,12 +739,23 @@ def test_detect_verify_galleries_batches_and_keys_commands(stack: Stack, tmp_pat
     assert "0 batches in" in ok("-c", c, "batches", "list")
     assert "deleted gallery" in ok("galleries", "delete", c, "--yes")
 
-    key = ok("keys", "create", "reader", "--scopes", "read").strip()
+    key = ok("keys", "create", "reader", "--scopes", "read", "--expires-in-days", "2").strip()
     prefix = key[:14]
     listed = json.loads(ok("--json", "keys", "list", "--prefix", prefix))
     assert [(k["prefix"], k["scopes"]) for k in listed] == [(prefix, ["read"])]
-    assert "revoked" in ok("keys", "revoke", prefix)
+    lifetime = listed[0]["expires_at"] - listed[0]["created_at"]
+    assert abs(lifetime - 2 * 86400) < 5, listed
+    # Rotating makes a like key (scopes, lifetime) and revokes the old one.
+    rotated = json.loads(ok("--json", "keys", "rotate", prefix))
+    assert rotated["replaces"] == prefix and rotated["scopes"] == ["read"]
+    assert abs(rotated["expires_at"] - rotated["created_at"] - 2 * 86400) < 5
     assert "no keys starting with" in ok("keys", "list", "--prefix", prefix)
+    with httpx.Client(base_url=stack.url, headers={"X-API-Key": key}) as old_key:
+        assert old_key.get("/v1/collections").status_code == 401
+    new_prefix = rotated["prefix"]
+    assert "never" in ok("keys", "list", "--prefix", new_prefix)
+    assert "revoked" in ok("keys", "revoke", new_prefix)
+    assert "no keys starting with" in ok("keys", "list", "--prefix", new_prefix)
 
 
 def test_ingest_remembers_hopeless_files_and_checks_them_before_upload(

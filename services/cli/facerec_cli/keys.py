@@ -2,7 +2,7 @@
 same options and output habits as every other command. ``facerec-keys`` stays the operator's
 tool for any tenant, straight in Redis."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -10,9 +10,10 @@ from facerec_cli import output
 from facerec_cli.context import JsonFlag, connect, err, out, wants_json
 
 keys_app = typer.Typer(
-    help="API keys of your tenant (needs an admin key): create, list, revoke.",
+    help="API keys of your tenant (needs an admin key): create, list, rotate, revoke.",
     no_args_is_help=True,
 )
+_DAY_S = 86400
 
 
 @keys_app.command("create")
@@ -23,16 +24,25 @@ def keys_create(
     rate_limit: Annotated[
         int | None, typer.Option(min=1, help="Requests a minute (default: the server's)")
     ] = None,
+    expires_in_days: Annotated[
+        float | None, typer.Option(min=0.0001, help="The key stops working after this many days")
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Make a key and print it; it is shown this once only."""
-    body = {
+    body: dict[str, Any] = {
         "name": name,
         "scopes": [s.strip() for s in scopes.split(",") if s.strip()],
         "rate_limit_per_minute": rate_limit,
     }
+    if expires_in_days is not None:
+        body["expires_in_s"] = max(1, round(expires_in_days * _DAY_S))
     with connect(ctx) as client:
         created = client.post("/v1/keys", json=body)
+    show_new_key(ctx, json_out, created)
+
+
+def show_new_key(ctx: typer.Context, json_out: bool, created: dict[str, Any]) -> None:
     if wants_json(ctx, json_out):
         output.print_json(out, created)
         return
@@ -41,6 +51,38 @@ def keys_create(
         f"key {created['prefix']} ({','.join(created['scopes'])}) for tenant "
         f"{created['tenant']}: store it now, it is not shown again"
     )
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    ctx: typer.Context,
+    prefix: Annotated[str, typer.Argument(help="The key to replace: frk_ and 10 characters")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Make a key like this one (name, scopes, rate, lifetime), print it, then revoke the
+    old one."""
+    wanted = f"frk_{prefix.removeprefix('frk_')}"
+    with connect(ctx) as client:
+        found = [
+            k
+            for k in client.get("/v1/keys", params={"prefix": wanted}).get("keys", [])
+            if k["prefix"] == wanted
+        ]
+        if not found:
+            err.print(f"no key {wanted} in this tenant")
+            raise typer.Exit(1)
+        [old] = found
+        body: dict[str, Any] = {
+            "name": old["name"],
+            "scopes": old["scopes"],
+            "rate_limit_per_minute": old.get("rate_limit_per_minute"),
+        }
+        if old.get("expires_at"):
+            lifetime = float(old["expires_at"]) - float(old["created_at"])
+            body["expires_in_s"] = max(1, round(lifetime))
+        created = client.post("/v1/keys", json=body)
+        client.delete(f"/v1/keys/{wanted}")
+    show_new_key(ctx, json_out, {**created, "replaces": wanted})
 
 
 @keys_app.command("list")

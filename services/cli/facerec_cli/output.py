@@ -297,7 +297,7 @@ def galleries_table(galleries: list[dict[str, Any]]) -> Table:
 
 def keys_table(keys: list[dict[str, Any]]) -> Table:
     table = Table(title=plural(len(keys), "key"))
-    for column in ("prefix", "name", "scopes", "rate/min", "created"):
+    for column in ("prefix", "name", "scopes", "rate/min", "created", "last used", "expires"):
         table.add_column(column, no_wrap=column == "prefix")
     for key in keys:
         table.add_row(
@@ -306,5 +306,7 @@ def keys_table(keys: list[dict[str, Any]]) -> Table:
             ",".join(key.get("scopes") or []),
             str(key.get("rate_limit_per_minute") or "-"),
             when(key.get("created_at")),
+            when(key.get("last_used_at")) if key.get("last_used_at") else "never",
+            when(key.get("expires_at")) if key.get("expires_at") else "-",
         )
     return table
