@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def load_stage(settings: EmbedderSettings) -> EmbedStage:
     pack = KNOWN_PACKS[settings.model_pack]
     embedder = FaceEmbedder(
-        load_model(pack, pack.recognizer, "recognition", settings),
+        load_model(pack, pack.recognizer, "recognition", settings, max_batch=settings.batch_size),
         name=pack.recognizer_name,
         batch_size=settings.batch_size,
     )
