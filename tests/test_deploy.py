@@ -1087,9 +1087,10 @@ def test_policy_ingress_reaches_no_metrics_or_probes(overlay: tuple[str, list[Do
             for p in paths
         )
 
-    for internal in ("/metrics", "/readyz", "/healthz", "/", "/v1status"):
+    for internal in ("/metrics", "/readyz", "/healthz", "/v1status", "/webx"):
         assert not routed(internal), internal
-    for public in ("/v1/detect", "/v1/status", "/docs", "/openapi.json"):
+    # The web page is public: exactly / and its assets under /web/, nothing else by them.
+    for public in ("/v1/detect", "/v1/status", "/docs", "/openapi.json", "/", "/web/app.js"):
         assert routed(public), public
 
 
