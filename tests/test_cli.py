@@ -26,6 +26,7 @@ import httpx
 import images
 import pytest
 from facerec_cli.client import ApiError, Client
+from facerec_cli.dead_letters import letters_table
 from facerec_cli.files import walk
 from facerec_cli.ingest import Ingest, IngestOptions, Interrupted
 from helpers import all_results as batch_results
@@ -757,6 +758,12 @@ def test_detect_verify_galleries_batches_and_keys_commands(stack: Stack, tmp_pat
     assert "revoked" in ok("keys", "revoke", new_prefix)
     assert "no keys starting with" in ok("keys", "list", "--prefix", new_prefix)
 
+    letters = json.loads(ok("--json", "dead-letters", "list"))
+    assert isinstance(letters, list) and all("job_id" in letter for letter in letters)
+    unknown = str(uuid.uuid4())
+    redriven = facerec("dead-letters", "redrive", unknown, **env)
+    assert redriven.returncode == 1 and "no dead letter" in redriven.stderr, redriven.stderr
+
 
 def test_ingest_remembers_hopeless_files_and_checks_them_before_upload(
     stack: Stack, api: httpx.Client, tmp_path: Path
@@ -790,3 +797,20 @@ def test_ingest_remembers_hopeless_files_and_checks_them_before_upload(
     retried = facerec("-c", c, "--json", "ingest", str(root), "--retry-failed", **env)
     assert retried.returncode == 2
     assert [f["name"] for f in json.loads(retried.stdout)["failed"]] == ["truncated.jpg"]
+
+
+def test_dead_letters_table_shows_job_stage_and_problem() -> None:
+    letter = {
+        "job_id": "019ab8f2-0000-7000-8000-000000000001",
+        "stage": "embed",
+        "code": "worker-crashed",
+        "detail": "its worker died on it 3 times",
+        "attempts": 3,
+        "at": 1796080444.4,
+        "image_count": 1,
+    }
+    console = Console(record=True, width=200)
+    console.print(letters_table([letter]))
+    text = console.export_text()
+    for shown in ("019ab8f2-0000-7000-8000-000000000001", "embed", "worker-crashed", "1 dead"):
+        assert shown in text, text

@@ -26,6 +26,7 @@ from facerec_cli.context import (
     show_id,
     wants_json,
 )
+from facerec_cli.dead_letters import dead_letters_app
 from facerec_cli.files import MAX_IMAGE_BYTES, local_problem
 from facerec_cli.ingest import Ingest, IngestOptions, Interrupted
 from facerec_cli.keys import keys_app
@@ -55,6 +56,7 @@ app.add_typer(identities_app, name="identities")
 app.add_typer(people_app, name="people")
 app.add_typer(batches_app, name="batches")
 app.add_typer(keys_app, name="keys")
+app.add_typer(dead_letters_app, name="dead-letters")
 
 
 def version(value: bool) -> None:

@@ -1,0 +1,61 @@
+"""``facerec dead-letters``: jobs that failed on every try (their worker died, a stage
+raised, or ran out of time), kept with their images, and sending one again. Needs an admin
+key, as the API does."""
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from facerec_cli import output
+from facerec_cli.context import JsonFlag, connect, out, plural, wants_json
+
+dead_letters_app = typer.Typer(
+    help="Jobs that failed on every try (needs an admin key): list, redrive.",
+    no_args_is_help=True,
+)
+
+
+def letters_table(letters: list[dict[str, Any]]) -> Table:
+    table = Table(title=plural(len(letters), "dead letter"))
+    for column in ("job", "stage", "problem", "tries", "images", "when", "detail"):
+        table.add_column(column, no_wrap=column == "job")
+    for letter in letters:
+        table.add_row(
+            str(letter["job_id"]),
+            str(letter["stage"]),
+            str(letter["code"]),
+            str(letter["attempts"]),
+            str(letter["image_count"]),
+            output.when(letter["at"]),
+            str(letter["detail"]),
+        )
+    return table
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """Your tenant's dead letters, newest first: the job, the stage it died in, why."""
+    with connect(ctx) as client:
+        letters = client.get("/v1/dead-letters").get("dead_letters", [])
+    if wants_json(ctx, json_out):
+        output.print_json(out, letters)
+    elif not letters:
+        out.print("no dead letters")
+    else:
+        out.print(letters_table(letters))
+
+
+@dead_letters_app.command("redrive")
+def dead_letters_redrive(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="The job id, as `list` shows it")],
+    json_out: JsonFlag = False,
+) -> None:
+    """Send a dead letter's job again, from the stage it died in (once its cause is fixed)."""
+    with connect(ctx) as client:
+        body = client.post(f"/v1/dead-letters/{job_id}/redrive")
+    if wants_json(ctx, json_out):
+        output.print_json(out, body)
+    else:
+        out.print(f"job {body['job_id']} queued again at its {body['stage']} stage")
