@@ -3,6 +3,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
+from facerec_detector.settings import DetectorSettings
+from facerec_detector.stage import DetectStage
+from facerec_detector.worker import load_stage as load_detect_stage
+from facerec_embedder.settings import EmbedderSettings
+from facerec_embedder.stage import EmbedStage
+from facerec_embedder.worker import load_stage as load_embed_stage
 from stack import Stack, redis_server, running_stack
 
 
@@ -25,3 +32,21 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
         base_url=stack.url, timeout=60, headers={"X-API-Key": stack.admin_key}
     ) as client:
         yield client
+
+
+# The stages on their own, in this process (tests/test_stages.py, tests/test_crops.py): the
+# real models, loaded once.
+@pytest.fixture(scope="session")
+def detect() -> DetectStage:
+    return load_detect_stage(DetectorSettings())
+
+
+@pytest.fixture(scope="session")
+def embed() -> EmbedStage:
+    return load_embed_stage(EmbedderSettings())
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as connection:
+        yield connection

@@ -29,12 +29,8 @@ from facerec_common.messages import (
 )
 from facerec_common.names import identity_key
 from facerec_common.results import EnrolResult, RecognizeResult
-from facerec_detector.settings import DetectorSettings
 from facerec_detector.stage import DetectStage
-from facerec_detector.worker import load_stage as load_detect_stage
-from facerec_embedder.settings import EmbedderSettings
 from facerec_embedder.stage import EmbedStage
-from facerec_embedder.worker import load_stage as load_embed_stage
 from facerec_indexer.calls import IndexCalls
 from facerec_indexer.clustering import ClusterParams
 from facerec_indexer.index import FaceIndex, FacePoint, Scope
@@ -49,22 +45,6 @@ from stack import Stack
 
 TENANT = "crops"
 GALLERY = "g"
-
-
-@pytest.fixture(scope="module")
-def detect() -> DetectStage:
-    return load_detect_stage(DetectorSettings())
-
-
-@pytest.fixture(scope="module")
-def embed() -> EmbedStage:
-    return load_embed_stage(EmbedderSettings())
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_url) as connection:
-        yield connection
 
 
 @pytest.fixture

@@ -33,12 +33,8 @@ from facerec_common.results import (
     VerifyResult,
 )
 from facerec_common.scores import Scoring
-from facerec_detector.settings import DetectorSettings
 from facerec_detector.stage import DetectStage
-from facerec_detector.worker import load_stage as load_detect_stage
-from facerec_embedder.settings import EmbedderSettings
 from facerec_embedder.stage import EmbedStage
-from facerec_embedder.worker import load_stage as load_embed_stage
 from facerec_indexer.calls import IndexCalls
 from facerec_indexer.clustering import ClusterParams
 from facerec_indexer.index.edge import EdgeIndex
@@ -48,22 +44,6 @@ from images import group_photo, no_face, portrait, variant
 
 TENANT = "stages"
 GALLERY = "g"
-
-
-@pytest.fixture(scope="module")
-def detect() -> DetectStage:
-    return load_detect_stage(DetectorSettings())
-
-
-@pytest.fixture(scope="module")
-def embed() -> EmbedStage:
-    return load_embed_stage(EmbedderSettings())
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_url) as connection:
-        yield connection
 
 
 @pytest.fixture
