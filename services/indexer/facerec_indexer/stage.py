@@ -6,6 +6,7 @@ import base64
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import redis
 from facerec_common.codec import unpack_vectors
@@ -163,20 +164,14 @@ class IndexStage:
         for face in msg.faces:
             # Faces too small to embed have no vector, so they take no match from the list.
             hits_of_face = next(matches) if face.embeddable else []
-            candidates = [
-                _candidate(h, names[h.identity_id].name, scoring)
-                for h in hits_of_face
-                if h.identity_id in names
-            ]
-            top = candidates[0] if candidates else None
-            known = top is not None and hits_of_face[0].score >= threshold
+            match = _match(hits_of_face, names, scoring, threshold)
             faces.append(
                 RecognizedFace(
                     **Face.of(face).model_dump(),
-                    identity=IdentityRef(id=top.id, name=top.name) if top and known else None,
-                    similarity=top.similarity if top else None,
-                    confidence=top.confidence if top else None,
-                    candidates=candidates,
+                    identity=match.identity,
+                    similarity=match.similarity,
+                    confidence=match.confidence,
+                    candidates=match.candidates,
                 )
             )
         image = msg.images[0]
@@ -206,21 +201,15 @@ class IndexStage:
             )
         best = _best_per_identity(hits, top_k)
         names = self._records(msg.tenant, collection, sorted({h.identity_id for h in best}))
-        candidates = [
-            _candidate(h, names[h.identity_id].name, scoring)
-            for h in best
-            if h.identity_id in names
-        ]
-        top = candidates[0] if candidates else None
-        known = top is not None and best[0].score >= threshold
+        match = _match(best, names, scoring, threshold)
         return SearchResult(
             collection=collection,
             model=tag,
             threshold=threshold,
-            identity=IdentityRef(id=top.id, name=top.name) if top and known else None,
-            similarity=top.similarity if top else None,
-            confidence=top.confidence if top else None,
-            candidates=candidates,
+            identity=match.identity,
+            similarity=match.similarity,
+            confidence=match.confidence,
+            candidates=match.candidates,
         )
 
     def _batch(self, msg: PipelineMessage) -> BatchImageResult:
@@ -395,6 +384,32 @@ def _candidate(hit: Hit, name: str, scoring: Scoring) -> Candidate:
     return Candidate(
         id=hit.identity_id, name=name, similarity=scores.similarity, confidence=scores.confidence
     )
+
+
+@dataclass(frozen=True)
+class Match:
+    """One face's (or one supplied vector's) answer: its candidates, best first, and the
+    best one as its identity when it reaches the threshold."""
+
+    candidates: list[Candidate]
+    identity: IdentityRef | None
+    similarity: float | None
+    confidence: float | None
+
+
+def _match(
+    best: list[Hit], names: dict[str, IdentityRecord], scoring: Scoring, threshold: float
+) -> Match:
+    """``best``: one hit per identity, best first (``_best_per_identity``)."""
+    candidates = [
+        _candidate(h, names[h.identity_id].name, scoring) for h in best if h.identity_id in names
+    ]
+    top = candidates[0] if candidates else None
+    if top is None:
+        return Match(candidates, None, None, None)
+    known = best[0].score >= threshold
+    identity = IdentityRef(id=top.id, name=top.name) if known else None
+    return Match(candidates, identity, top.similarity, top.confidence)
 
 
 def _best_per_identity(hits: list[Hit], top_k: int) -> list[Hit]:
