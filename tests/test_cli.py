@@ -25,8 +25,8 @@ from typing import Any, TypedDict
 import httpx
 import images
 import pytest
+from facerec_cli import output
 from facerec_cli.client import ApiError, Client
-from facerec_cli.dead_letters import letters_table
 from facerec_cli.files import walk
 from facerec_cli.ingest import Ingest, IngestOptions, Interrupted
 from helpers import all_results as batch_results
@@ -810,7 +810,7 @@ def test_dead_letters_table_shows_job_stage_and_problem() -> None:
         "image_count": 1,
     }
     console = Console(record=True, width=200)
-    console.print(letters_table([letter]))
+    console.print(output.letters_table([letter]))
     text = console.export_text()
     for shown in ("019ab8f2-0000-7000-8000-000000000001", "embed", "worker-crashed", "1 dead"):
         assert shown in text, text

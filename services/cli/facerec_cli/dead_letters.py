@@ -2,35 +2,17 @@
 raised, or ran out of time), kept with their images, and sending one again. Needs an admin
 key, as the API does."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from facerec_cli import output
-from facerec_cli.context import JsonFlag, connect, out, plural, wants_json
+from facerec_cli.context import JsonFlag, connect, out, wants_json
 
 dead_letters_app = typer.Typer(
     help="Jobs that failed on every try (needs an admin key): list, redrive.",
     no_args_is_help=True,
 )
-
-
-def letters_table(letters: list[dict[str, Any]]) -> Table:
-    table = Table(title=plural(len(letters), "dead letter"))
-    for column in ("job", "stage", "problem", "tries", "images", "when", "detail"):
-        table.add_column(column, no_wrap=column == "job")
-    for letter in letters:
-        table.add_row(
-            str(letter["job_id"]),
-            str(letter["stage"]),
-            str(letter["code"]),
-            str(letter["attempts"]),
-            str(letter["image_count"]),
-            output.when(letter["at"]),
-            str(letter["detail"]),
-        )
-    return table
 
 
 @dead_letters_app.command("list")
@@ -43,7 +25,7 @@ def dead_letters_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     elif not letters:
         out.print("no dead letters")
     else:
-        out.print(letters_table(letters))
+        out.print(output.letters_table(letters))
 
 
 @dead_letters_app.command("redrive")

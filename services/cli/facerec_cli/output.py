@@ -310,3 +310,20 @@ def keys_table(keys: list[dict[str, Any]]) -> Table:
             when(key.get("expires_at")) if key.get("expires_at") else "-",
         )
     return table
+
+
+def letters_table(letters: list[dict[str, Any]]) -> Table:
+    table = Table(title=plural(len(letters), "dead letter"))
+    for column in ("job", "stage", "problem", "tries", "images", "when", "detail"):
+        table.add_column(column, no_wrap=column == "job")
+    for letter in letters:
+        table.add_row(
+            str(letter["job_id"]),
+            str(letter["stage"]),
+            str(letter["code"]),
+            str(letter["attempts"]),
+            str(letter["image_count"]),
+            when(letter["at"]),
+            str(letter["detail"]),
+        )
+    return table
