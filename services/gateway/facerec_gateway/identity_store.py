@@ -122,37 +122,29 @@ class IdentityStore:
         return [{"name": n, "identities": c} for n, c in zip(names, counts, strict=True)]
 
     async def collection(self, tenant: str, collection: str) -> dict[str, Any]:
+        """The gallery's identity count and settings: ``threshold`` (None: the model's),
+        ``quality_filter`` (None: the detector's setting), ``keep_crops``."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zcard(identities_key(tenant, collection))
-            pipe.hget(collection_settings_key(tenant, collection), "threshold")
-            pipe.hget(collection_settings_key(tenant, collection), "quality_filter")
-            pipe.hget(collection_settings_key(tenant, collection), "keep_crops")
-            count, threshold, level, keep = await pipe.execute()
+            pipe.hmget(
+                collection_settings_key(tenant, collection),
+                ["threshold", "quality_filter", "keep_crops"],
+            )
+            count, (threshold, level, keep) = await pipe.execute()
         return {
             "name": collection,
             "identities": count,
             "threshold": float(threshold) if threshold else None,
             "quality_filter": QualityFilter(text(level)) if level else None,
+            # Kept unless the field says otherwise ("0").
             "keep_crops": keep is None,
         }
-
-    async def quality_filter(self, tenant: str, collection: str) -> QualityFilter | None:
-        """The gallery's own enrolment quality bar; None: the detector's setting."""
-        level = await self._redis.hget(
-            collection_settings_key(tenant, collection), "quality_filter"
-        )
-        return QualityFilter(text(level)) if level else None
 
     async def set_quality_filter(
         self, tenant: str, collection: str, level: QualityFilter | None
     ) -> None:
         """Set (or with None clear) the gallery's enrolment quality bar."""
         await self._set_setting(tenant, collection, "quality_filter", level and level.value)
-
-    async def keep_crops(self, tenant: str, collection: str) -> bool:
-        """Whether the gallery's enrolments keep each face's aligned crop (the default)."""
-        field = await self._redis.hget(collection_settings_key(tenant, collection), "keep_crops")
-        return field is None
 
     async def set_keep_crops(self, tenant: str, collection: str, keep: bool) -> None:
         """Keep crops of new enrolments (the default: no field) or not ("0")."""

@@ -330,14 +330,14 @@ async def enroll(
     """Add face images to an identity; the result lists new face ids and refused images
     (with why: no face, several, too small, or under the quality bar)."""
     await _existing(services, tenant, collection, identity_id)
+    gallery = await services.identities.collection(tenant, collection)
     params = JobParams(
         collection=collection,
         identity_id=identity_id,
         largest_face=largest_face,
-        quality_filter=quality_filter
-        or await services.identities.quality_filter(tenant, collection),
+        quality_filter=quality_filter or gallery["quality_filter"],
         landmarks=landmarks,
-        keep_crops=await services.identities.keep_crops(tenant, collection),
+        keep_crops=gallery["keep_crops"],
     )
     return await submit_images(services, tenant, JobKind.ENROLL, image, params, wait)
 
