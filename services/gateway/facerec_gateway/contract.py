@@ -123,7 +123,7 @@ def link_created_resources(schema: dict[str, Any]) -> dict[str, Any]:
 
 def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` (FastAPI's OpenAPI) with every operation's error statuses declared as
-    problem+json; a status a route declared itself keeps its description."""
+    problem+json."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     for unused in ("HTTPValidationError", "ValidationError"):
@@ -131,14 +131,9 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
-            for status in sorted(error_statuses(operation)):
-                declared = responses.get(str(status), {})
-                if status == 422 or "Problem" not in str(declared):
-                    # FastAPI's own 422 (HTTPValidationError) is not what the API answers.
-                    responses[str(status)] = problem_response(status)
-            for status, response in responses.items():
-                content = response.get("content", {})
-                if int(status) >= 400 and "application/json" in content:
-                    # FastAPI files every response model under application/json.
-                    content[PROBLEM_JSON] = content.pop("application/json")
+            # What the operation takes, and what its route declared itself (409), each as
+            # problem+json; FastAPI's own 422 (HTTPValidationError) is not what it answers.
+            declared = {int(status) for status in responses if int(status) >= 400}
+            for status in sorted(error_statuses(operation) | declared):
+                responses[str(status)] = problem_response(status)
     return schema

@@ -147,11 +147,9 @@ class Conflict(GatewayError):
     title = "Conflict"
 
 
-# In the OpenAPI of an operation that may raise Conflict (the other error statuses are
-# declared for every operation by facerec_gateway.contract).
-CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": Problem, "description": "The change conflicts with the resource's state"}
-}
+# Marks an operation that may raise Conflict; facerec_gateway.contract documents it (and
+# every other error status) as problem+json.
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem}}
 
 
 class JobNotFound(FaceRecError):
