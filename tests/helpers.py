@@ -35,12 +35,14 @@ def new_identity(api: httpx.Client, collection: str, name: str) -> str:
     return identity
 
 
-def enroll(api: httpx.Client, collection: str, identity: str, *images: bytes) -> dict[str, Any]:
+def enroll(
+    api: httpx.Client, collection: str, identity: str, *images: bytes, **params: Any
+) -> dict[str, Any]:
     files = [("image", (f"face{i}.jpg", data, JPEG)) for i, data in enumerate(images)]
     return done(
         api.post(
             f"/v1/collections/{collection}/identities/{identity}/faces",
-            params={"wait": 30},
+            params={"wait": 30, **params},
             files=files,
         )
     )

@@ -79,6 +79,15 @@ class BatchCancelled(FaceRecError):
     title = "Batch cancelled"
 
 
+class MigrationConflict(FaceRecError):
+    """A model migration step that the gallery's migration state does not allow now: a
+    second migration while one runs, a cutover before every face is carried, a rollback
+    after the old index was dropped."""
+
+    code = "migration-conflict"
+    title = "Migration step not possible now"
+
+
 class NoFaceFound(InvalidInput):
     code = "no-face"
     title = "No face found"
@@ -133,6 +142,7 @@ ERRORS_BY_CODE: dict[str, type[FaceRecError]] = {
         CollectionNotFound,
         FaceNotFound,
         BatchCancelled,
+        MigrationConflict,
         NoFaceFound,
         IndexUnavailable,
         StageFailed,

@@ -63,12 +63,16 @@ ROUTES: dict[JobKind, KindRoute] = {
         keeps_crops=True,
     ),
     JobKind.VERIFY_IDENTITY: KindRoute((DETECT, EMBED, INDEX), one_face=True),
-    JobKind.BATCH: KindRoute((DETECT, EMBED, INDEX), thumbnails=True),
+    # Batch faces keep their crops too: a person (cluster of unassigned faces) survives a
+    # model migration only if its faces can be embedded again.
+    JobKind.BATCH: KindRoute((DETECT, EMBED, INDEX), thumbnails=True, keeps_crops=True),
     # Embeddings handed out: the embedder answers, the index is not read.
     JobKind.REPRESENT: KindRoute((DETECT, EMBED)),
     # A supplied vector has no image to detect in: the job starts at the embedder, which
     # checks the vector's model tag and adds how its model scores.
     JobKind.SEARCH: KindRoute((EMBED, INDEX)),
+    # Kept crops of a migrating gallery: embedded with the target pack, stored in its index.
+    JobKind.MIGRATE: KindRoute((EMBED, INDEX)),
 }
 
 

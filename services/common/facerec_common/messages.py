@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from facerec_common.embeddings import EmbeddingModel, Encoding
+from facerec_common.migrations import PackInfo
 from facerec_common.quality import FaceQuality, Landmarks, QualityFilter, QualityIssue
 
 
@@ -29,6 +30,9 @@ class JobKind(StrEnum):
     # 1:N with a supplied embedding instead of an image: starts at the embed stage, which
     # checks the vector's model tag against its own.
     SEARCH = "search"
+    # A migration's share of a gallery's kept crops, embedded again with the target pack
+    # and stored in its index under the same point ids (``facerec_common.migrations``).
+    MIGRATE = "migrate"
 
 
 class Refusal(StrEnum):
@@ -70,6 +74,9 @@ class JobParams(BaseModel):
     embedding_model: EmbeddingModel | None = None
     # Enrolment: keep each face's aligned crop with its point (the gallery's keep_crops).
     keep_crops: bool = True
+    # Migration: the pack the kept crops are embedded with, and the migration.
+    model_pack: str | None = None
+    migration_id: str | None = None
 
 
 class DetectionPass(BaseModel):
@@ -141,6 +148,13 @@ class PipelineMessage(BaseModel):
     # Enrolment: each crop as lossless WebP, kept with its enrolled face (see
     # ``kinds.KindRoute.keeps_crops``); empty when the gallery keeps none.
     kept_crops: list[bytes] = Field(default_factory=list)
+    # While the gallery migrates: the same crops' vectors by the other model, stored in its
+    # index under the same point ids (``facerec_common.migrations``).
+    shadow_model: str | None = None
+    shadow_dim: int = 0
+    shadow_vectors: bytes = b""
+    # Migration: the points whose kept crops travel in ``kept_crops``, in that order.
+    point_ids: list[str] = Field(default_factory=list)
     default_threshold: float | None = None
     # Platt constants (a, b) of the model: confidence = sigmoid(a * similarity + b).
     calibration: tuple[float, float] | None = None
@@ -175,6 +189,14 @@ class IndexCallOp(StrEnum):
     # Gallery archives: a gallery's enrolled faces with their vectors, out and in.
     EXPORT_FACES = "export_faces"
     IMPORT_FACES = "import_faces"
+    # A gallery's model migration (``facerec_common.migrations``): start it (send every
+    # face's kept crop to be embedded), check before cutover, cut over, roll back, finish
+    # (drop the old index).
+    MIGRATION_START = "migration_start"
+    MIGRATION_CHECK = "migration_check"
+    MIGRATION_CUTOVER = "migration_cutover"
+    MIGRATION_ROLLBACK = "migration_rollback"
+    MIGRATION_FINISH = "migration_finish"
 
 
 class IndexCall(BaseModel):
@@ -197,6 +219,8 @@ class IndexCall(BaseModel):
     model: str | None = None
     dim: int = 0
     faces: list[dict[str, Any]] = Field(default_factory=list)
+    # Migration start: the packs migrated from and to, as the embedders loaded them.
+    packs: list[PackInfo] = Field(default_factory=list)
 
     def to_task(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

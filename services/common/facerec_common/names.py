@@ -118,8 +118,15 @@ def rate_key(key_prefix: str, window: int) -> str:
 
 
 def collection_settings_key(tenant: str, collection: str) -> str:
-    """Hash of a gallery's own settings (its match threshold)."""
+    """Hash of a gallery's own settings: match threshold, quality bar, keep_crops, and
+    the model pack its faces are embedded with (``facerec_common.migrations``)."""
     return f"{PREFIX}:t:{tenant}:c:{collection}:settings"
+
+
+def migration_key(tenant: str, collection: str) -> str:
+    """Hash of a gallery's model migration, the running one or the last (see
+    ``facerec_common.migrations``)."""
+    return f"{PREFIX}:t:{tenant}:c:{collection}:migration"
 
 
 def batch_key(batch_id: str) -> str:

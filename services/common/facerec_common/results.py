@@ -192,6 +192,15 @@ class SearchResult(BaseModel):
     candidates: list[Candidate]
 
 
+class MigratedFaces(BaseModel):
+    """One share of a gallery's migration: faces stored in the new model's index, and faces
+    skipped because they were deleted from the gallery meanwhile."""
+
+    migration_id: str
+    stored: int
+    skipped: int
+
+
 # Every result a job can end with; which one is set by the job's kind.
 JobResult = (
     DetectResult
@@ -202,4 +211,5 @@ JobResult = (
     | VerifyIdentityResult
     | RepresentResult
     | SearchResult
+    | MigratedFaces
 )

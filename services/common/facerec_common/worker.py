@@ -33,7 +33,7 @@ from facerec_common.heartbeat import start_heartbeat
 from facerec_common.jobs import JobWriter, problem_of
 from facerec_common.kinds import StageName, route
 from facerec_common.logs import job_context
-from facerec_common.messages import PipelineMessage
+from facerec_common.messages import JobKind, PipelineMessage
 from facerec_common.metrics import TASK_DURATION, TASKS, serve_metrics
 from facerec_common.names import BATCH_PRIORITY, attempts_key
 from facerec_common.reaper import Claims, reap
@@ -341,8 +341,9 @@ def stage_app(
                 after = route(msg.kind).after(stage)
                 if after is None:
                     raise StageFailed(f"{msg.kind} jobs end at the {stage_name} stage")
-                # Batch work keeps its low priority at every stage.
-                priority = BATCH_PRIORITY if batch is not None else 0
+                # Batch and migration work keep their low priority at every stage.
+                background = batch is not None or msg.kind is JobKind.MIGRATE
+                priority = BATCH_PRIORITY if background else 0
                 app.send_task(after.task, args=[outcome.forward.to_task()], priority=priority)
                 TASKS.labels(stage_name, "forwarded").inc()
             elapsed = time.perf_counter() - start

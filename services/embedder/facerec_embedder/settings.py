@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from facerec_common.settings import ServiceSettings
 from facerec_runtime.settings import RuntimeSettings
 from pydantic import Field
@@ -16,3 +18,8 @@ class EmbedderSettings(ServiceSettings, RuntimeSettings):
     batch_size: int = Field(32, ge=1, le=1024)
     # Overrides the model pack's default match threshold (cosine similarity).
     threshold: float | None = Field(None, ge=-1, le=1)
+    # Packs besides model_pack that galleries may migrate to (or have migrated to), each
+    # with the folder of its files (null: the files come with the wheel, as buffalo_sc's):
+    # '{"buffalo_sc_int8": "/models/buffalo_sc_int8"}'. Loaded at start; every embedder
+    # of a deployment must load the same packs.
+    migration_packs: dict[str, Path | None] = Field(default_factory=dict)

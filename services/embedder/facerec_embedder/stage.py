@@ -24,8 +24,8 @@ from facerec_embedder.model import FaceEmbedder
 
 class EmbedStage:
     def __init__(self, embedder: FaceEmbedder, scoring: Scoring, tag: EmbeddingModel) -> None:
-        self._embedder = embedder
-        self._scoring = scoring
+        self.embedder = embedder
+        self.scoring = scoring
         # What every vector this stage makes is tagged with, and a supplied one must carry.
         self.tag = tag
 
@@ -33,21 +33,21 @@ class EmbedStage:
         if msg.kind is JobKind.SEARCH:
             return StageOutcome(forward=self._supplied(msg))
         crops = unpack_crops(msg.crops)
-        vectors = self._embedder.embed(crops)
+        vectors = self.embedder.embed(crops)
         kind = route(msg.kind)
         if msg.kind is JobKind.REPRESENT:
             return StageOutcome(result=self._represented(msg, vectors))
         if kind.finishes(EMBED):
-            threshold = self._scoring.threshold(msg.params)
+            threshold = self.scoring.threshold(msg.params)
             similarity = float(np.dot(vectors[0], vectors[1]))
-            scores = self._scoring.scored(similarity)
+            scores = self.scoring.scored(similarity)
             return StageOutcome(
                 result=VerifyResult(
                     same=similarity >= threshold,
                     similarity=scores.similarity,
                     confidence=scores.confidence,
                     threshold=threshold,
-                    model=self._embedder.name,
+                    model=self.embedder.name,
                     faces=[Face.of(face) for face in msg.faces],
                 )
             )
@@ -57,10 +57,10 @@ class EmbedStage:
             msg.kept_crops = [kept_crop(crop) for crop in crops]
         msg.crops = b""
         msg.vectors = pack_vectors(vectors)
-        msg.model = self._embedder.name
-        msg.dim = self._embedder.dim
+        msg.model = self.embedder.name
+        msg.dim = self.embedder.dim
         # The index stage scores matches as this model does (see scores.message_scoring).
-        msg.default_threshold, msg.calibration = self._scoring.message_fields()
+        msg.default_threshold, msg.calibration = self.scoring.message_fields()
         return StageOutcome(forward=msg)
 
     def _represented(
@@ -100,9 +100,9 @@ class EmbedStage:
                 "the embedding is from another model than this deployment's "
                 f"({self.tag.pack} {self.tag.model} {self.tag.version}): " + "; ".join(differences)
             )
-        msg.model = self._embedder.name
-        msg.dim = self._embedder.dim
-        msg.default_threshold, msg.calibration = self._scoring.message_fields()
+        msg.model = self.embedder.name
+        msg.dim = self.embedder.dim
+        msg.default_threshold, msg.calibration = self.scoring.message_fields()
         return msg
 
 

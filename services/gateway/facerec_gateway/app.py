@@ -37,6 +37,7 @@ from facerec_gateway.routes import (
     images,
     jobs,
     keys,
+    migrations,
     people,
     tenant,
     web,
@@ -107,7 +108,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     max_body = settings.max_image_bytes * settings.max_images_per_request + _MULTIPART_OVERHEAD
 
     routers = (health, jobs, images, collections, batches, webhooks, people, keys, tenant, audit)
-    for module in (*routers, dead_letters, embeddings, archives):
+    for module in (*routers, dead_letters, embeddings, archives, migrations):
         app.include_router(module.router)
     app.include_router(web.router)  # the web page at /
     generated = app.openapi

@@ -66,6 +66,11 @@ class AuditAction(StrEnum):
     THRESHOLD_CHANGED = "collection.threshold_changed"
     QUALITY_FILTER_CHANGED = "collection.quality_filter_changed"
     KEEP_CROPS_CHANGED = "collection.keep_crops_changed"
+    # A gallery's model migration: started, cut over, rolled back, finished.
+    MIGRATION_STARTED = "migration.started"
+    MIGRATION_CUT_OVER = "migration.cut_over"
+    MIGRATION_ROLLED_BACK = "migration.rolled_back"
+    MIGRATION_FINISHED = "migration.finished"
     IDENTITY_DELETED = "identity.deleted"
     FACE_DELETED = "face.deleted"
     PERSON_FACE_REJECTED = "person.face_rejected"

@@ -21,6 +21,9 @@ class GalleryBody(BaseModel):
     quality_filter: QualityFilter | None = None
     # New enrolments keep each face's aligned crop (what a model migration re-embeds).
     keep_crops: bool = True
+    # The model pack the gallery's faces are embedded with, once a migration set it;
+    # null: the deployment's.
+    model_pack: str | None = None
 
 
 class IdentityBody(BaseModel):

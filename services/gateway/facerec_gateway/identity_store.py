@@ -6,12 +6,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from facerec_common.errors import CollectionNotFound, IdentityNotFound
 from facerec_common.identities import IdentityRecord, IdentityState, text
+from facerec_common.migrations import PACK
 from facerec_common.names import (
     PREFIX,
     collection_settings_key,
     collections_key,
     identities_key,
     identity_key,
+    migration_key,
 )
 from facerec_common.quality import QualityFilter
 
@@ -128,9 +130,9 @@ class IdentityStore:
             pipe.zcard(identities_key(tenant, collection))
             pipe.hmget(
                 collection_settings_key(tenant, collection),
-                ["threshold", "quality_filter", "keep_crops"],
+                ["threshold", "quality_filter", "keep_crops", PACK],
             )
-            count, (threshold, level, keep) = await pipe.execute()
+            count, (threshold, level, keep, pack) = await pipe.execute()
         return {
             "name": collection,
             "identities": count,
@@ -138,6 +140,8 @@ class IdentityStore:
             "quality_filter": QualityFilter(text(level)) if level else None,
             # Kept unless the field says otherwise ("0").
             "keep_crops": keep is None,
+            # Set by a model migration; None: the deployment's pack.
+            "model_pack": text(pack) if pack else None,
         }
 
     async def set_quality_filter(
@@ -269,5 +273,6 @@ class IdentityStore:
             pipe.delete(identities_key(tenant, collection))
             pipe.delete(identity_names_key(tenant, collection))
             pipe.delete(collection_settings_key(tenant, collection))
+            pipe.delete(migration_key(tenant, collection))
             pipe.srem(collections_key(tenant), collection)
             await pipe.execute()

@@ -3,7 +3,13 @@ the indexer opens the index, so each is a task on its queue and the answer a job
 
 from typing import Any
 
-from facerec_common.errors import ERRORS_BY_CODE, IndexUnavailable, InvalidInput, NotFound
+from facerec_common.errors import (
+    ERRORS_BY_CODE,
+    IndexUnavailable,
+    InvalidInput,
+    MigrationConflict,
+    NotFound,
+)
 from facerec_common.jobs import JobStatus
 from facerec_common.messages import IndexCall, IndexCallOp
 from facerec_common.names import Task
@@ -44,10 +50,10 @@ async def call_indexer(
     if job.status is JobStatus.FAILED or job.result is None:
         error = job.error or {}
         detail = error.get("detail", "unknown error")
-        # A refusal (no such person, bad input) keeps its meaning; anything else is the
-        # index failing.
+        # A refusal (no such person, bad input, a migration step not possible now) keeps
+        # its meaning; anything else is the index failing.
         refusal = ERRORS_BY_CODE.get(error.get("code", ""))
-        if refusal is not None and issubclass(refusal, NotFound | InvalidInput):
+        if refusal is not None and issubclass(refusal, NotFound | InvalidInput | MigrationConflict):
             raise refusal(detail)
         raise IndexOperationFailed(f"the index operation {op.value} failed: {detail}")
     return job.result

@@ -43,6 +43,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "collection-not-found": 404,
     "face-not-found": 404,
     "batch-cancelled": 409,
+    "migration-conflict": 409,
     "method-not-allowed": 405,
     "invalid-request": 422,
     "unsupported-media-type": 415,

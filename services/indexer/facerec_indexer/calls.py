@@ -14,6 +14,7 @@ from facerec_common.messages import IndexCall, IndexCallOp
 
 from facerec_indexer.index import FaceIndex, Scope
 from facerec_indexer.index.base import (
+    ALL_MODELS,
     CROP,
     ENROLLED,
     IDENTITY,
@@ -21,17 +22,21 @@ from facerec_indexer.index.base import (
     FacePoint,
     FaceRecord,
 )
+from facerec_indexer.migration import Migrations
 from facerec_indexer.people import People
 from facerec_indexer.stage import required
 
 
 class IndexCalls:
-    def __init__(self, index: FaceIndex, people: People) -> None:
+    def __init__(self, index: FaceIndex, people: People, migrations: Migrations) -> None:
         self._index = index
         self._people = people
+        self._migrations = migrations
 
     def answer(self, msg: IndexCall) -> dict[str, Any]:
         """Carry out one call; the answer is the job's result."""
+        if msg.op in MIGRATION_OPS:
+            return self._migrations.answer(msg).model_dump(mode="json")
         if msg.op in ARCHIVE_OPS:
             return self._archive_op(msg)
         if msg.op in PEOPLE_OPS:
@@ -50,9 +55,11 @@ class IndexCalls:
         # Crops are kept in their faces' points: the points that hold one are the crops
         # this erasure deletes.
         crops = self._index.count(replace(scope, with_crop=True))
-        self._index.delete(scope)
-        # Erasure is confirmed by counting again, not assumed.
-        return {"deleted": before, "deleted_crops": crops, "remaining": self._index.count(scope)}
+        # Every model's index: a migrating gallery holds its faces in two.
+        self._index.delete(replace(scope, model=ALL_MODELS))
+        # Erasure is confirmed by counting again, in every model's index, not assumed.
+        remaining = self._index.count(replace(scope, model=ALL_MODELS))
+        return {"deleted": before, "deleted_crops": crops, "remaining": remaining}
 
     def _face_op(self, msg: IndexCall) -> dict[str, Any]:
         tenant, collection = msg.tenant, required(msg.collection, "collection")
@@ -89,7 +96,8 @@ class IndexCalls:
             raise FaceNotFound(f"face {face} is not a face of identity {identity}")
         _delete_records(self._index, found)
         # Erasure is confirmed by reading again, not assumed.
-        remaining = [r for r in self._index.scroll(scope) if r.id == face]
+        remaining = self._index.scroll(replace(scope, model=ALL_MODELS))
+        remaining = [r for r in remaining if r.id == face]
         return {
             "face_id": face,
             "identity_id": identity,
@@ -179,6 +187,15 @@ def _enrolled_face(record: FaceRecord) -> dict[str, Any]:
 
 
 ARCHIVE_OPS = frozenset({IndexCallOp.EXPORT_FACES, IndexCallOp.IMPORT_FACES})
+MIGRATION_OPS = frozenset(
+    {
+        IndexCallOp.MIGRATION_START,
+        IndexCallOp.MIGRATION_CHECK,
+        IndexCallOp.MIGRATION_CUTOVER,
+        IndexCallOp.MIGRATION_ROLLBACK,
+        IndexCallOp.MIGRATION_FINISH,
+    }
+)
 # What an archived face keeps besides its id, identity and vector.
 ARCHIVED_FIELDS = ("image", "sha256", "bbox", "created_at", "thumbnail")
 
@@ -218,8 +235,8 @@ ARCHIVE_NAMESPACE = uuid.UUID("3b0f6a4e-2f0d-4f7e-9a43-6c1f0b8d7e21")
 
 
 def _delete_records(index: FaceIndex, records: list[FaceRecord]) -> None:
-    by_model: dict[str, list[str]] = {}
-    for record in records:
-        by_model.setdefault(record.model, []).append(record.id)
-    for model, ids in by_model.items():
+    """Delete these faces from every model's index (a migrating gallery holds its faces
+    in two, under the same ids)."""
+    ids = sorted({record.id for record in records})
+    for model in index.models():
         index.delete_ids(model, ids)

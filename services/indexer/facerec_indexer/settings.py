@@ -41,3 +41,5 @@ class IndexerSettings(ServiceSettings):
     # Chosen on faces-dev by bench/cluster.py (see the README).
     cluster_min_faces: int = Field(2, ge=1)
     cluster_max_distance: float = Field(0.6, gt=0, le=2)
+    # Model migration: kept crops per message to the embed queue (one embedder batch).
+    migration_share_size: int = Field(32, ge=1, le=1024)

@@ -6,7 +6,7 @@ import base64
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 from facerec_common.codec import unpack_vectors
@@ -19,6 +19,7 @@ from facerec_common.messages import (
     Refusal,
 )
 from facerec_common.metrics import INDEX_SEARCH, timed
+from facerec_common.migrations import gallery_models
 from facerec_common.names import batch_key, collection_settings_key, identity_key
 from facerec_common.results import (
     BatchFace,
@@ -43,6 +44,7 @@ from facerec_common.scores import Scoring, message_scoring
 from facerec_indexer.clustering import Vector
 from facerec_indexer.index import FaceIndex, FacePoint, Hit, Scope
 from facerec_indexer.index.base import CROP, ENROLLED, UNASSIGNED
+from facerec_indexer.migration import Migrations
 from facerec_indexer.people import People, thumbnail_text
 
 # Face ids are uuid5 of the job and image, so a redelivered task overwrites its own points.
@@ -103,9 +105,11 @@ class IndexStage:
         faces_per_candidate: int,
         max_top_k: int,
         people: People,
+        migrations: Migrations,
     ) -> None:
         self._index = index
         self._people = people
+        self._migrations = migrations
         self._redis = client
         self._faces_per_candidate = faces_per_candidate
         self._max_top_k = max_top_k
@@ -121,6 +125,8 @@ class IndexStage:
             return self._batch(msg)
         if msg.kind is JobKind.SEARCH:
             return self._search(msg)
+        if msg.kind is JobKind.MIGRATE:
+            return self._migrations.store(msg)
         raise InvalidInput(f"the index stage does not handle {msg.kind} jobs")
 
     def _records(self, tenant: str, collection: str, ids: list[str]) -> dict[str, IdentityRecord]:
@@ -226,8 +232,12 @@ class IndexStage:
         content = image.sha256 or msg.job_id
         vectors: Iterator[Vector] = iter(unpack_vectors(msg.vectors, msg.dim) if msg.dim else [])
         thumbnails = iter(msg.thumbnails)
+        # Empty when the gallery keeps no crops.
+        crops = iter(msg.kept_crops)
+        shadows = shadow_vectors(msg)
         now = time.time()
         points = []
+        shadow_points = []
         faces = []
         for index, (face, seen) in enumerate(zip(msg.faces, recognized.faces, strict=True)):
             point_id = batch_face_id(msg.tenant, collection, content, index)
@@ -235,29 +245,31 @@ class IndexStage:
             # but have nothing to keep either.
             keep = face.embeddable and seen.identity is None and msg.model is not None
             if face.embeddable:
-                vector, jpeg = next(vectors), next(thumbnails, b"")
+                vector, jpeg, crop = next(vectors), next(thumbnails, b""), next(crops, b"")
+                shadow = next(shadows)
                 if keep:
-                    points.append(
-                        FacePoint(
-                            id=point_id,
-                            vector=vector,
-                            tenant=msg.tenant,
-                            collection=collection,
-                            identity_id="",
-                            extra={
-                                "image": image.name,
-                                "bbox": seen.bbox,
-                                "batch_id": msg.params.batch_id,
-                                "thumbnail": thumbnail_text(jpeg),
-                                "created_at": now,
-                                "model": msg.model,
-                            },
-                            pool=UNASSIGNED,
-                        )
+                    point = FacePoint(
+                        id=point_id,
+                        vector=vector,
+                        tenant=msg.tenant,
+                        collection=collection,
+                        identity_id="",
+                        extra={
+                            "image": image.name,
+                            "bbox": seen.bbox,
+                            "batch_id": msg.params.batch_id,
+                            "thumbnail": thumbnail_text(jpeg),
+                            "created_at": now,
+                            "model": msg.model,
+                            **kept_crop(crop),
+                        },
+                        pool=UNASSIGNED,
                     )
+                    points.append(point)
+                    shadow_points += shadow_copy(point, shadow, msg)
             faces.append(BatchFace(**seen.model_dump(), face_id=point_id, unassigned=keep))
         if points and msg.model is not None:
-            self._index.upsert(msg.model, msg.dim, points)
+            self._store(msg, points, shadow_points)
             self._people.group(
                 msg.model, msg.tenant, collection, [(p.id, p.vector) for p in points]
             )
@@ -294,12 +306,15 @@ class IndexStage:
         # Empty when the gallery keeps no crops.
         crops = iter(msg.kept_crops)
         vectors: Iterator[Vector] = iter(unpack_vectors(msg.vectors, msg.dim) if msg.dim else [])
+        shadows = shadow_vectors(msg)
         now = time.time()
         points: list[FacePoint] = []
+        shadow_points: list[FacePoint] = []
         stored: list[EnrolledFace] = []
         duplicates: list[DuplicateImage] = []
         for face in faces:
             vector, jpeg, crop = next(vectors), next(thumbnails, b""), next(crops, b"")
+            shadow = next(shadows)
             ref = refs[face.image]
             if ref.sha256 and ref.sha256 in known:
                 duplicates.append(
@@ -314,29 +329,27 @@ class IndexStage:
             if ref.sha256:
                 known[ref.sha256] = point_id
             out = Face.of(face)
-            points.append(
-                FacePoint(
-                    id=point_id,
-                    vector=vector,
-                    tenant=msg.tenant,
-                    collection=collection,
-                    identity_id=identity,
-                    extra={
-                        "image": ref.name,
-                        "sha256": ref.sha256 or "",
-                        "bbox": out.bbox,
-                        "thumbnail": thumbnail_text(jpeg),
-                        "created_at": now,
-                        "model": msg.model,
-                        # The aligned crop lives and dies with the point; absent, not
-                        # empty, where none is kept (erasure counts the points with one).
-                        **({CROP: base64.b64encode(crop).decode("ascii")} if crop else {}),
-                    },
-                )
+            point = FacePoint(
+                id=point_id,
+                vector=vector,
+                tenant=msg.tenant,
+                collection=collection,
+                identity_id=identity,
+                extra={
+                    "image": ref.name,
+                    "sha256": ref.sha256 or "",
+                    "bbox": out.bbox,
+                    "thumbnail": thumbnail_text(jpeg),
+                    "created_at": now,
+                    "model": msg.model,
+                    **kept_crop(crop),
+                },
             )
+            points.append(point)
+            shadow_points += shadow_copy(point, shadow, msg)
             stored.append(EnrolledFace(**out.model_dump(), face_id=point_id, image=ref.name))
         if points and msg.model is not None:
-            self._index.upsert(msg.model, msg.dim, points)
+            self._store(msg, points, shadow_points)
         return EnrolResult(
             identity_id=identity,
             identity_name=record.name,
@@ -346,6 +359,20 @@ class IndexStage:
                 refused_image(ref, ref.refused) for ref in msg.images if ref.refused is not None
             ],
         )
+
+    def _store(
+        self, msg: PipelineMessage, points: list[FacePoint], shadow_points: list[FacePoint]
+    ) -> None:
+        """New faces into the serving index and, while the gallery migrates, the same
+        faces by the other model into the other index (unless that index was dropped
+        while this job waited)."""
+        if msg.model is not None:
+            self._index.upsert(msg.model, msg.dim, points)
+        collection = msg.params.collection
+        if not shadow_points or not msg.shadow_model or not collection:
+            return
+        if gallery_models(self._redis, msg.tenant, collection).shadow_model == msg.shadow_model:
+            self._index.upsert(msg.shadow_model, msg.shadow_dim, shadow_points)
 
     def _verify_identity(self, msg: PipelineMessage) -> VerifyIdentityResult:
         collection = required(msg.params.collection, "collection")
@@ -370,6 +397,27 @@ class IndexStage:
             model=msg.model,
             face=Face.of(msg.faces[0]),
         )
+
+
+def kept_crop(crop: bytes) -> dict[str, str]:
+    """The payload field of a kept crop: the aligned crop lives and dies with its point;
+    absent, not empty, where none is kept (erasure counts the points with one)."""
+    return {CROP: base64.b64encode(crop).decode("ascii")} if crop else {}
+
+
+def shadow_vectors(msg: PipelineMessage) -> Iterator[Vector | None]:
+    """Each crop's vector by the other model of a migrating gallery; None without one."""
+    if msg.shadow_model and msg.shadow_dim:
+        yield from unpack_vectors(msg.shadow_vectors, msg.shadow_dim)
+    while True:
+        yield None
+
+
+def shadow_copy(point: FacePoint, vector: Vector | None, msg: PipelineMessage) -> list[FacePoint]:
+    """The point as the other index of a migrating gallery stores it (none without one)."""
+    if vector is None:
+        return []
+    return [replace(point, vector=vector, extra={**point.extra, "model": msg.shadow_model})]
 
 
 def required(value: str | None, name: str) -> str:

@@ -12,7 +12,8 @@ from facerec_common.jobs import JobWriter
 from facerec_common.kinds import INDEX
 from facerec_common.logs import configure_logging
 from facerec_common.messages import IndexCall, PipelineMessage
-from facerec_common.names import Queue, Task
+from facerec_common.migrations import gallery_models
+from facerec_common.names import BATCH_PRIORITY, Queue, Task
 from facerec_common.worker import (
     StageOutcome,
     guarded,
@@ -29,6 +30,8 @@ from facerec_indexer.clustering import ClusterParams
 from facerec_indexer.index import FaceIndex
 from facerec_indexer.index.edge import EdgeIndex
 from facerec_indexer.index.server import CollectionLayout, ServerIndex
+from facerec_indexer.index.serving import ServingIndex
+from facerec_indexer.migration import Migrations
 from facerec_indexer.people import People
 from facerec_indexer.settings import IndexerSettings
 from facerec_indexer.stage import IndexStage
@@ -54,16 +57,29 @@ def open_index(settings: IndexerSettings) -> FaceIndex:
 def main() -> None:
     settings = IndexerSettings()
     configure_logging("indexer", settings.log_level, settings.log_format)
-    index = open_index(settings)
     client = redis_client(settings)
+    # Reads of a gallery see the faces of the model serving it (two indexes hold them
+    # while it migrates).
+    index = ServingIndex(
+        open_index(settings),
+        lambda tenant, collection: gallery_models(client, tenant, collection).model,
+    )
     people = People(
         index,
         ClusterParams(
             min_faces=settings.cluster_min_faces, max_distance=settings.cluster_max_distance
         ),
     )
-    stage = IndexStage(index, client, settings.faces_per_candidate, settings.max_top_k, people)
-    calls = IndexCalls(index, people)
+
+    def to_embedder(msg: PipelineMessage) -> None:
+        # Migration work waits behind every interactive job, as batch images do.
+        app.send_task(Task.EMBED, args=[msg.to_task()], priority=BATCH_PRIORITY)
+
+    migrations = Migrations(index, client, to_embedder, settings.migration_share_size)
+    stage = IndexStage(
+        index, client, settings.faces_per_candidate, settings.max_top_k, people, migrations
+    )
+    calls = IndexCalls(index, people, migrations)
 
     def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
         return StageOutcome(result=stage.run(msg))

@@ -137,6 +137,7 @@ async def add_images(
     if batch["status"] != "open":
         raise Conflict(f"batch {batch_id} is {batch['status']}; open a new batch")
     await ensure_room(services.redis, settings, batch=True)
+    keep_crops = (await services.identities.collection(tenant, collection))["keep_crops"]
     accepted, duplicates, refused = [], [], []
     for index, upload in enumerate(image):
         name = upload.filename or f"image{index}"
@@ -153,7 +154,8 @@ async def add_images(
             duplicates.append({"name": name, "sha256": digest})
             continue
         try:
-            job_id = await _submit(services, tenant, collection, batch_id, name, digest, data)
+            params = JobParams(collection=collection, batch_id=batch_id, keep_crops=keep_crops)
+            job_id = await _submit(services, tenant, params, name, digest, data)
         except BaseException:
             # Not sent: the image must not count as submitted, or the batch would never end.
             await services.batches.withdraw(tenant, collection, batch_id, digest)
@@ -168,8 +170,7 @@ async def add_images(
 async def _submit(
     services: Services,
     tenant: str,
-    collection: str,
-    batch_id: str,
+    params: JobParams,
     name: str,
     digest: str,
     data: bytes,
@@ -180,7 +181,7 @@ async def _submit(
         job_id=job_id,
         kind=JobKind.BATCH,
         tenant=tenant,
-        params=JobParams(collection=collection, batch_id=batch_id),
+        params=params,
         images=[ImageRef(index=0, name=name, sha256=digest)],
     )
     # Batch images may wait behind a long backlog: they live as long as a job record.

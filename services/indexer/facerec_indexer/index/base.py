@@ -32,6 +32,7 @@ INDEXED_FIELDS = (TENANT, COLLECTION, IDENTITY, POOL, CLUSTER)
 # kept. Never read by a search: hits carry only the fields below.
 CROP = "crop"
 HIT_FIELDS = [IDENTITY, CLUSTER]
+ALL_MODELS = "*"
 
 
 def collection_name(model: str) -> str:
@@ -47,6 +48,11 @@ class Scope:
     cluster_id: str | None = None
     # Only the points that keep a crop (to count the crops an erasure deletes).
     with_crop: bool = False
+    # Which model's collection a count, scroll or delete reads: one model, every model
+    # (ALL_MODELS), or None: every model, except that a gallery read through
+    # ``ServingIndex`` reads the model that serves the gallery (its other index, kept
+    # during a migration, holds the same faces again).
+    model: str | None = None
 
     def conditions(self) -> list[tuple[str, str]]:
         pairs = [(TENANT, self.tenant)]
@@ -136,6 +142,10 @@ class FaceIndex(ABC):
         """Every point in scope, over every model's collection."""
 
     @abstractmethod
+    def retrieve(self, model: str, ids: Sequence[str]) -> list[FaceRecord]:
+        """The points of ``model`` with these ids that exist, with payloads (no vectors)."""
+
+    @abstractmethod
     def set_payload(self, model: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
         """Overwrite these payload keys of existing points (keys not named are kept)."""
 
@@ -146,6 +156,13 @@ class FaceIndex(ABC):
     @abstractmethod
     def models(self) -> list[str]:
         """Models that have a collection."""
+
+    def models_in(self, scope: Scope) -> list[str]:
+        """The models whose collections a count, scroll or delete in ``scope`` reads."""
+        models = self.models()
+        if scope.model is None or scope.model == ALL_MODELS:
+            return models
+        return [scope.model] if scope.model in models else []
 
     def ping(self) -> dict[str, Any]:
         """Cheap liveness facts for readiness checks; raises if the index cannot answer."""

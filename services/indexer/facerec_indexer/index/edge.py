@@ -109,20 +109,22 @@ class EdgeIndex(FaceIndex):
     def count(self, scope: Scope) -> int:
         flt = self._filter(scope)
         return sum(
-            shard.count(qe.CountRequest(exact=True, filter=flt)) for shard in self._shards.values()
+            self._shards[model].count(qe.CountRequest(exact=True, filter=flt))
+            for model in self.models_in(scope)
         )
 
     def delete(self, scope: Scope) -> None:
         flt = self._filter(scope)
-        for shard in self._shards.values():
+        for model in self.models_in(scope):
+            shard = self._shards[model]
             shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
             shard.flush()
 
     def scroll(self, scope: Scope, with_vectors: bool = False) -> list[FaceRecord]:
         flt = self._filter(scope)
         found = []
-        for model, shard in self._shards.items():
-            offset = None
+        for model in self.models_in(scope):
+            shard, offset = self._shards[model], None
             while True:
                 page, offset = shard.scroll(
                     qe.ScrollRequest(
@@ -145,6 +147,13 @@ class EdgeIndex(FaceIndex):
                 if offset is None:
                     break
         return found
+
+    def retrieve(self, model: str, ids: Sequence[str]) -> list[FaceRecord]:
+        shard = self._shards.get(model)
+        if shard is None or not ids:
+            return []
+        found = shard.retrieve(list(ids), True, False)
+        return [FaceRecord(id=str(p.id), model=model, payload=dict(p.payload or {})) for p in found]
 
     def set_payload(self, model: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
         shard = self._shards.get(model)

@@ -130,12 +130,12 @@ class ServerIndex(FaceIndex):
         flt = self._filter(scope)
         return sum(
             self._client.count(collection_name(m), count_filter=flt, exact=True).count
-            for m in self.models()
+            for m in self.models_in(scope)
         )
 
     def delete(self, scope: Scope) -> None:
         flt = self._filter(scope)
-        for model in self.models():
+        for model in self.models_in(scope):
             self._client.delete(
                 collection_name(model), points_selector=models.FilterSelector(filter=flt), wait=True
             )
@@ -143,7 +143,7 @@ class ServerIndex(FaceIndex):
     def scroll(self, scope: Scope, with_vectors: bool = False) -> list[FaceRecord]:
         flt = self._filter(scope)
         found = []
-        for model in self.models():
+        for model in self.models_in(scope):
             offset = None
             while True:
                 page, offset = self._client.scroll(
@@ -166,6 +166,14 @@ class ServerIndex(FaceIndex):
                 if offset is None:
                     break
         return found
+
+    def retrieve(self, model: str, ids: Sequence[str]) -> list[FaceRecord]:
+        if not ids or model not in self.models():
+            return []
+        found = self._client.retrieve(
+            collection_name(model), ids=list(ids), with_payload=True, with_vectors=False
+        )
+        return [FaceRecord(id=str(p.id), model=model, payload=dict(p.payload or {})) for p in found]
 
     def set_payload(self, model: str, ids: Sequence[str], payload: dict[str, Any]) -> None:
         if ids:
