@@ -37,6 +37,7 @@ from facerec_indexer.index import FaceIndex, FacePoint, Scope
 from facerec_indexer.index.base import CROP
 from facerec_indexer.index.edge import EdgeIndex
 from facerec_indexer.index.server import ServerIndex
+from facerec_indexer.migration import Migrations
 from facerec_indexer.people import People
 from facerec_indexer.stage import IndexStage
 from helpers import cli, client_for, enroll, new_identity, recognize, unique
@@ -94,8 +95,9 @@ def test_an_enrolled_face_keeps_its_exact_crop_and_erasure_counts_it(
     for identity in ("ada", "bo"):
         record = IdentityRecord(id=identity, name=identity, created_at=1.0)
         client.hset(identity_key(TENANT, GALLERY, identity), mapping=record.to_hash())
-    stage = IndexStage(index, client, 3, 20, People(index, ClusterParams()))
-    calls = IndexCalls(index, People(index, ClusterParams()))
+    people, migrations = People(index, ClusterParams()), Migrations(index, client, print)
+    stage = IndexStage(index, client, 3, 20, people, migrations)
+    calls = IndexCalls(index, people, migrations)
 
     kept, crops = pipeline(
         detect, embed, JobKind.ENROLL, images.portrait(), "a1", identity_id="ada"

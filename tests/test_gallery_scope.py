@@ -39,8 +39,16 @@ ADMIN_ONLY = (
     "/v1/audit",
     "/v1/archive-secret",
 )
-# A gallery's archive holds every vector of it: admin only too.
-ADMIN_ONLY_ENDS = ("/export", "/import")
+# A gallery's archive holds every vector of it, a migration changes its model: admin only.
+ADMIN_ONLY_ENDS = (
+    "/export",
+    "/import",
+    "/migration",
+    "/migration/check",
+    "/migration/cutover",
+    "/migration/rollback",
+    "/migration/finish",
+)
 # A value for each field a JSON body may have, valid on its own; a body gets those its
 # schema names.
 SAMPLE_FIELDS: dict[str, Any] = {
@@ -49,6 +57,7 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "into": str(uuid.uuid4()),
     "threshold": 0.5,
     "scopes": ["read"],
+    "model_pack": "buffalo_sc",
     "embedding": [1.0] + [0.0] * 511,
     "model": {"pack": "buffalo_sc", "model": "w600k_mbf", "version": "0" * 16, "dim": 512},
 }

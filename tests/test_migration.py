@@ -73,7 +73,7 @@ def people(mig: Stack) -> list[tuple[list[bytes], bytes]]:
             faces = done(c.post("/v1/detect?wait=30", files=upload(data)))["faces"]
             faces.sort(key=lambda f: f["bbox"][2] - f["bbox"][0], reverse=True)
             photo = Image.open(io.BytesIO(data)).convert("RGB")
-            found += [(photo, tuple(f["bbox"])) for f in faces[:wanted]]  # type: ignore[misc]
+            found += [(photo, tuple(f["bbox"])) for f in faces[:wanted]]
     sets = []
     for photo, box in found:
         scale = max(1.0, 160 / (box[2] - box[0]))
@@ -189,8 +189,12 @@ def test_a_migration_to_int8_keeps_every_id_and_name_and_answers_throughout(
     assert cut_over["state"] == "cut_over"
     assert api.get(f"/v1/collections/{gallery}").json()["model_pack"] == INT8
     assert identities(api, gallery) == before
-    answer = done(api.post(f"/v1/collections/{gallery}/recognize?wait=30", files=upload(probes[0])))
-    assert answer["model"] == "w600k_mbf_int8"
+    served = done(api.post(f"/v1/collections/{gallery}/recognize?wait=30", files=upload(probes[0])))
+    assert served["model"] == "w600k_mbf_int8"
+    # Its archive holds the new model's vectors, tagged with it.
+    lines = api.get(f"/v1/collections/{gallery}/export").text.splitlines()
+    manifest = json.loads(lines[0])
+    assert manifest["model"]["pack"] == INT8 and manifest["counts"]["faces"] == 2 * PEOPLE
     migrated_top1 = top1(api, gallery, ids, probes)
 
     # A fresh INT8 enrolment of the same people: a gallery cut over while empty.

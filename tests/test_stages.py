@@ -38,6 +38,7 @@ from facerec_embedder.stage import EmbedStage
 from facerec_indexer.calls import IndexCalls
 from facerec_indexer.clustering import ClusterParams
 from facerec_indexer.index.edge import EdgeIndex
+from facerec_indexer.migration import Migrations
 from facerec_indexer.people import People
 from facerec_indexer.stage import IndexStage
 from images import group_photo, no_face, portrait, variant
@@ -50,7 +51,8 @@ GALLERY = "g"
 def index_stage(tmp_path: Path, client: redis.Redis) -> Iterator[IndexStage]:
     index = EdgeIndex(tmp_path / "index")
     try:
-        yield IndexStage(index, client, 3, 20, People(index, ClusterParams()))
+        migrations = Migrations(index, client, print)
+        yield IndexStage(index, client, 3, 20, People(index, ClusterParams()), migrations)
     finally:
         index.close()
 
@@ -75,8 +77,10 @@ def run_detect(stage: DetectStage, msg: PipelineMessage, images: list[bytes]) ->
 def test_every_job_kind_starts_at_detect_and_ends_at_its_last_stage() -> None:
     assert set(ROUTES) == set(JobKind)
     for kind, way in ROUTES.items():
-        # A search brings its own vector: it has no image to detect in.
-        assert way.stages[0] == (EMBED if kind is JobKind.SEARCH else DETECT), kind
+        # A search brings its own vector and a migration share its kept crops: neither
+        # has an image to detect in.
+        no_image = kind in (JobKind.SEARCH, JobKind.MIGRATE)
+        assert way.stages[0] == (EMBED if no_image else DETECT), kind
         assert way.finishes(way.stages[-1]) and way.after(way.stages[-1]) is None
     assert route(JobKind.RECOGNIZE).after(DETECT) == EMBED
     assert route(JobKind.RECOGNIZE).after(EMBED) == INDEX
@@ -258,8 +262,9 @@ def test_the_indexers_calls_count_and_erase_what_the_stage_stored(
 ) -> None:
     index = EdgeIndex(tmp_path / "index")
     try:
-        people = People(index, ClusterParams())
-        stage, calls = IndexStage(index, client, 3, 20, people), IndexCalls(index, people)
+        people, migrations = People(index, ClusterParams()), Migrations(index, client, print)
+        stage = IndexStage(index, client, 3, 20, people, migrations)
+        calls = IndexCalls(index, people, migrations)
         add_identity(client, "bo", "Bo")
         stage.run(vectors_message(JobKind.ENROLL, np.stack([unit(5), unit(6)]), identity_id="bo"))
 

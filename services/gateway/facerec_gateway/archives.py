@@ -31,11 +31,10 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from facerec_common.embeddings import EmbeddingModel
-from facerec_common.errors import IndexUnavailable, InvalidInput
+from facerec_common.errors import InvalidInput
 from facerec_common.identities import IdentityRecord, IdentityState, text
 from facerec_common.messages import IndexCallOp
 from facerec_common.names import (
-    EMBEDDER_MODEL_KEY,
     archive_secret_key,
     collections_key,
     identities_key,
@@ -45,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from facerec_gateway.deps import Services
 from facerec_gateway.indexer_calls import call_indexer
+from facerec_gateway.models import gallery_model
 from facerec_gateway.problems import Conflict
 
 FORMAT = "facerec-gallery"
@@ -125,16 +125,6 @@ class ArchiveSecret(BaseModel):
     secret: str
 
 
-async def current_model(services: Services) -> EmbeddingModel:
-    """The tag of the model the embed workers run, as they record it."""
-    raw = await services.redis.get(EMBEDDER_MODEL_KEY)
-    if raw is None:
-        raise IndexUnavailable(
-            "no embed worker has recorded its model yet; start one (or send it any job)"
-        )
-    return EmbeddingModel.model_validate_json(raw)
-
-
 async def archive_secret(services: Services, tenant: str) -> str:
     """The tenant's archive secret, made on first use."""
     key = archive_secret_key(tenant)
@@ -152,7 +142,7 @@ async def export_lines(
 ) -> tuple[ArchiveCounts, AsyncIterator[bytes]]:
     """The archive of a gallery, line by line; read before the first line is sent, so a
     failure is a problem, never half an archive."""
-    model = await current_model(services)
+    model = await gallery_model(services, tenant, collection)
     ids = await services.identities.all_ids(tenant, collection)
     found = [await services.identities.get(tenant, collection, i) for i in ids]
     records = [r for r in found if r is not None and r.state is IdentityState.ACTIVE]
@@ -265,11 +255,11 @@ async def import_archive(
 ) -> ImportResult:
     own = await archive_secret(services, tenant)
     manifest, identities, faces = read_archive(data, [own, *([secret] if secret else [])])
-    model = await current_model(services)
+    model = await gallery_model(services, tenant, collection)
     differences = model.differences(manifest.model)
     if differences:
         raise InvalidInput(
-            "the archive's vectors are from another model than this deployment's "
+            "the archive's vectors are from another model than this gallery's "
             f"({model.pack} {model.model} {model.version}): "
             + "; ".join(differences)
             + "; such an archive can only be imported through a migration to this model"

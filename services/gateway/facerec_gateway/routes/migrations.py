@@ -7,19 +7,19 @@ from typing import Any
 
 from facerec_common.errors import InvalidInput, MigrationConflict, NotFound
 from facerec_common.messages import IndexCallOp
-from facerec_common.migrations import EMBEDDER_PACKS_KEY, Migration, MigrationCheck, PackInfo
+from facerec_common.migrations import Migration, MigrationCheck
 from facerec_common.names import migration_key
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from facerec_gateway.archives import current_model
 from facerec_gateway.audit import Audit, AuditAction, Detail
 from facerec_gateway.auth import AdminKey
 from facerec_gateway.deps import CollectionPath, Services, ServicesDep
 from facerec_gateway.fields import RequestBody
 from facerec_gateway.indexer_calls import call_indexer
 from facerec_gateway.keys import ApiKey
+from facerec_gateway.models import current_model, loaded_packs
 from facerec_gateway.problems import CONFLICT
 
 router = APIRouter(prefix="/v1/collections", tags=["migrations"])
@@ -33,17 +33,6 @@ class MigrationRequest(RequestBody):
         description="The pack to embed the gallery with (one the embedders loaded: their "
         "model_pack or one of FACEREC_EMBEDDER_MIGRATION_PACKS)",
     )
-
-
-async def loaded_packs(services: Services) -> dict[str, PackInfo]:
-    """The packs the embedders loaded, as they record them."""
-    raw = await services.redis.hgetall(EMBEDDER_PACKS_KEY)
-    return {
-        (name.decode() if isinstance(name, bytes) else str(name)): PackInfo.model_validate_json(
-            value
-        )
-        for name, value in raw.items()
-    }
 
 
 async def _migration(services: Services, tenant: str, collection: str) -> Migration:
