@@ -129,12 +129,7 @@ class Migrations:
                     "started_at": now,
                 },
                 # From now on new faces are embedded with both models.
-                gallery={
-                    PACK: source.pack,
-                    MODEL: source.model,
-                    SHADOW_PACK: target.pack,
-                    SHADOW_MODEL: target.model,
-                },
+                gallery=_serving(source.pack, source.model, target.pack, target.model),
             ),
         )
         if started is None:
@@ -287,28 +282,18 @@ class Migrations:
                 f"{len(missing)} faces were not in the new index yet; they were sent to be "
                 "embedded: cut over when the migration is ready again"
             )
-        done = switch_migration(
-            self._redis,
+        return self._switch(
             tenant,
-            collection,
-            migration.id,
+            migration,
             frozenset({MigrationState.READY}),
             Transition(
                 state=MigrationState.CUT_OVER,
                 record={"cut_over_at": repr(time.time())},
                 # The target serves; the source keeps being written until finished.
-                gallery={
-                    PACK: migration.target.pack,
-                    MODEL: target,
-                    SHADOW_PACK: migration.source.pack,
-                    SHADOW_MODEL: source,
-                },
+                gallery=_serving(migration.target.pack, target, migration.source.pack, source),
                 threshold="stash",
             ),
         )
-        if done is None:
-            raise MigrationConflict("the migration changed state during cutover; read it again")
-        return done
 
     def roll_back(self, tenant: str, migration: Migration) -> Migration:
         if migration.state in (MigrationState.FINISHED, MigrationState.ROLLED_BACK):
@@ -321,26 +306,17 @@ class Migrations:
         if after_cutover:
             # Names given and people changed since cutover were written to the target.
             self._sync(tenant, collection, target, source)
-        done = switch_migration(
-            self._redis,
+        done = self._switch(
             tenant,
-            collection,
-            migration.id,
+            migration,
             frozenset({migration.state}),
             Transition(
                 state=MigrationState.ROLLED_BACK,
                 record={"finished_at": repr(time.time())},
-                gallery={
-                    PACK: migration.source.pack,
-                    MODEL: source,
-                    SHADOW_PACK: None,
-                    SHADOW_MODEL: None,
-                },
+                gallery=_serving(migration.source.pack, source, None, None),
                 threshold="restore" if after_cutover else "keep",
             ),
         )
-        if done is None:
-            raise MigrationConflict("the migration changed state during rollback; read it again")
         self._index.delete(Scope(tenant, collection, model=target))
         return done
 
@@ -350,12 +326,9 @@ class Migrations:
                 f"the migration is {migration.state.value}; the old index is dropped after cutover"
             )
         source, _ = self._models(migration)
-        collection = migration.collection
-        done = switch_migration(
-            self._redis,
+        done = self._switch(
             tenant,
-            collection,
-            migration.id,
+            migration,
             frozenset({MigrationState.CUT_OVER}),
             Transition(
                 state=MigrationState.FINISHED,
@@ -363,12 +336,26 @@ class Migrations:
                 gallery={SHADOW_PACK: None, SHADOW_MODEL: None},
             ),
         )
-        if done is None:
-            raise MigrationConflict("the migration changed state; read it again")
-        self._index.delete(Scope(tenant, collection, model=source))
+        self._index.delete(Scope(tenant, migration.collection, model=source))
         return done
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _switch(
+        self,
+        tenant: str,
+        migration: Migration,
+        expect: frozenset[MigrationState],
+        step: Transition,
+    ) -> Migration:
+        done = switch_migration(
+            self._redis, tenant, migration.collection, migration.id, expect, step
+        )
+        if done is None:
+            raise MigrationConflict(
+                f"the migration changed state before it could be {step.state.value}; read it"
+            )
+        return done
 
     def _current(self, tenant: str, collection: str) -> Migration:
         migration = read_migration(self._redis, tenant, collection)
@@ -430,6 +417,13 @@ class Migrations:
                 if other is not None and other.identity_id == identity and other.score >= threshold:
                     loo_matched += 1
         return MatchShare.of(len(records), self_matched), MatchShare.of(loo_checked, loo_matched)
+
+
+def _serving(
+    pack: str, model: str, shadow_pack: str | None, shadow_model: str | None
+) -> dict[str, str | None]:
+    """The gallery settings that say which model serves it and which is written beside."""
+    return {PACK: pack, MODEL: model, SHADOW_PACK: shadow_pack, SHADOW_MODEL: shadow_model}
 
 
 def _copied(record: FaceRecord, vector: npt.NDArray[np.float32], model: str) -> FacePoint:

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from facerec_gateway.audit import Audit, AuditAction, Detail
+from facerec_gateway.audit import Audit, AuditAction, AuditTrail, Detail
 from facerec_gateway.auth import AdminKey
 from facerec_gateway.deps import CollectionPath, Services, ServicesDep
 from facerec_gateway.fields import RequestBody
@@ -120,11 +120,18 @@ async def check_migration(collection: CollectionPath, key: AdminKey, services: S
 
 
 async def _step(
-    services: Services, key: ApiKey, collection: str, op: IndexCallOp
-) -> tuple[Migration, Detail]:
+    services: Services,
+    key: ApiKey,
+    collection: str,
+    op: IndexCallOp,
+    audit: tuple[AuditTrail, AuditAction],
+) -> Migration:
+    """Run one step in the indexer and record it in the audit trail."""
     await _migration(services, key.tenant, collection)
     migration = Migration.model_validate(await call_indexer(services, op, key.tenant, collection))
-    return migration, _detail(migration)
+    trail, action = audit
+    await trail.record(action, detail=_detail(migration), collection=collection)
+    return migration
 
 
 @router.post("/{collection}/migration/cutover", response_model=Migration, responses=CONFLICT)
@@ -135,9 +142,8 @@ async def cut_over(
     and people are kept; the new model's threshold and calibration apply (a threshold set
     on the gallery for the old model is put aside, and given back by a rollback). The old
     index is kept, and written to, until the migration is finished. 409 unless ready."""
-    migration, detail = await _step(services, key, collection, IndexCallOp.MIGRATION_CUTOVER)
-    await audit.record(AuditAction.MIGRATION_CUT_OVER, detail=detail, collection=collection)
-    return migration
+    step = (audit, AuditAction.MIGRATION_CUT_OVER)
+    return await _step(services, key, collection, IndexCallOp.MIGRATION_CUTOVER, step)
 
 
 @router.post("/{collection}/migration/rollback", response_model=Migration, responses=CONFLICT)
@@ -146,9 +152,8 @@ async def roll_back(
 ) -> Migration:
     """Serve the gallery from the old index again and drop the new one: possible until
     the migration is finished."""
-    migration, detail = await _step(services, key, collection, IndexCallOp.MIGRATION_ROLLBACK)
-    await audit.record(AuditAction.MIGRATION_ROLLED_BACK, detail=detail, collection=collection)
-    return migration
+    step = (audit, AuditAction.MIGRATION_ROLLED_BACK)
+    return await _step(services, key, collection, IndexCallOp.MIGRATION_ROLLBACK, step)
 
 
 @router.post("/{collection}/migration/finish", response_model=Migration, responses=CONFLICT)
@@ -157,6 +162,5 @@ async def finish(
 ) -> Migration:
     """After cutover: drop the old index (its vectors and its copies of the crops). There
     is no rollback after this."""
-    migration, detail = await _step(services, key, collection, IndexCallOp.MIGRATION_FINISH)
-    await audit.record(AuditAction.MIGRATION_FINISHED, detail=detail, collection=collection)
-    return migration
+    step = (audit, AuditAction.MIGRATION_FINISHED)
+    return await _step(services, key, collection, IndexCallOp.MIGRATION_FINISH, step)
