@@ -9,9 +9,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from facerec_indexer.index import FaceIndex, FacePoint, Scope
-from facerec_indexer.index.base import ENROLLED, UNASSIGNED
+from facerec_indexer.index.base import ALL_MODELS, ENROLLED, UNASSIGNED
 from facerec_indexer.index.edge import EdgeIndex
 from facerec_indexer.index.server import ServerIndex
+from facerec_indexer.index.serving import ServingIndex
 from qdrant_client import QdrantClient
 
 DIM = 512
@@ -152,3 +153,29 @@ def test_edge_index_survives_a_restart(tmp_path: Path) -> None:
     assert again.count(Scope("t", "c")) == 120
     assert again.search(MODEL, v[[99]], Scope("t", "c"), limit=1)[0][0].identity_id == "id99"
     again.close()
+
+
+def test_two_models_hold_the_same_faces_apart_and_a_gallery_reads_its_serving_one(
+    index: FaceIndex,
+) -> None:
+    """A migrating gallery: the same point ids in two models' collections. A scope that
+    names a model reads only it; the serving wrapper reads the gallery's serving model; an
+    erasure over every model leaves nothing in either."""
+    rng = np.random.default_rng(9)
+    old, new = unit(rng, 4), unit(rng, 4)
+    index.upsert(MODEL, DIM, [point(v, "t", "g", "a", f"f{i}") for i, v in enumerate(old)])
+    index.upsert("other_model", DIM, [point(v, "t", "g", "a", f"f{i}") for i, v in enumerate(new)])
+    assert index.count(Scope("t", "g")) == 8
+    assert index.count(Scope("t", "g", model=MODEL)) == 4
+    assert index.count(Scope("t", "g", model="no_such_model")) == 0
+    ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"f{i}")) for i in range(4)]
+    found = index.retrieve("other_model", [ids[0], ids[2], str(uuid.uuid4())])
+    assert sorted(r.id for r in found) == sorted([ids[0], ids[2]])
+    assert all(r.model == "other_model" and r.payload["identity_id"] == "a" for r in found)
+
+    serving = ServingIndex(index, lambda tenant, gallery: "other_model")
+    assert {r.model for r in serving.scroll(Scope("t", "g"))} == {"other_model"}
+    assert serving.count(Scope("t", "g")) == 4
+    assert serving.count(Scope("t", "g", model=ALL_MODELS)) == 8
+    serving.delete(Scope("t", "g", identity_id="a"))
+    assert index.count(Scope("t", "g", model=ALL_MODELS)) == 0

@@ -244,25 +244,28 @@ def test_a_rollback_after_cutover_serves_the_old_model_and_its_threshold_again(
     assert start(api, gallery)["state"] in ("running", "ready")
 
 
-def test_killing_the_embedder_mid_migration_loses_no_face_and_stores_none_twice(
-    mig: Stack, api: httpx.Client, people: list[tuple[list[bytes], bytes]]
+WORKERS = {Queue.EMBED: "facerec_embedder", Queue.INDEX: "facerec_indexer"}
+
+
+@pytest.mark.parametrize("queue", [Queue.EMBED, Queue.INDEX])
+def test_killing_a_worker_mid_migration_loses_no_face_and_stores_none_twice(
+    mig: Stack, api: httpx.Client, people: list[tuple[list[bytes], bytes]], queue: Queue
 ) -> None:
-    gallery = unique("kill")
+    gallery = unique(f"kill-{queue}")
     enrol_people(api, gallery, people)
     broker = redis.Redis.from_url(mig.redis_url)
 
-    def embedder_holds_a_task() -> bool:
+    def holds_a_task() -> bool:
         held = [json.loads(raw) for raw in broker.hgetall(inflight_key()).values()]
-        return any(claim.get("queue") == Queue.EMBED for claim in held)
+        return any(claim.get("queue") == queue for claim in held)
 
     start(api, gallery)
-    wait_until(embedder_holds_a_task, 60, "a migration share in the embedder")
-    proc = mig.procs["facerec_embedder"]
+    wait_until(holds_a_task, 60, f"a migration share held by the {queue} worker")
+    proc = mig.procs[WORKERS[queue]]
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    killed_at = migration(api, gallery)
-    assert killed_at["state"] == "running", killed_at
-    mig.start("facerec_embedder")
+    assert migration(api, gallery)["state"] == "running"
+    mig.start(WORKERS[queue])
 
     ready = wait_ready(api, gallery, 300)
     assert ready["embedded"] == ready["faces"] == 2 * PEOPLE
