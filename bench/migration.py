@@ -57,6 +57,7 @@ from facerec_embedder.settings import EmbedderSettings
 from facerec_embedder.worker import load_stage
 from facerec_indexer.index.base import CROP, Scope
 from facerec_indexer.index.edge import EdgeIndex
+from facerec_indexer.settings import IndexerSettings
 from facerec_runtime.cpus import model_threads, usable_cpus
 from facerec_runtime.packs import KNOWN_PACKS
 from harness import percentile, print_settings
@@ -69,7 +70,8 @@ TENANT = "default"  # the bootstrap admin key's tenant
 GALLERY = "migration-bench"
 JPEG = "image/jpeg"
 MODEL_WORKERS = 2  # as scripts/start.sh runs the detector and the embedder
-EMBED_BATCH = 32  # the embedder's batch size and the indexer's migration share, defaults
+# The indexer's migration share (its default): the crops one embedder call gets.
+EMBED_BATCH: int = IndexerSettings.model_fields["migration_share_size"].default
 
 
 @dataclass
@@ -287,7 +289,8 @@ def main() -> None:
                 print_settings(stack)
                 print(
                     "  (unchanged: FACEREC_INDEXER_MIGRATION_SHARE_SIZE="
-                    f"{stack.env.get('FACEREC_INDEXER_MIGRATION_SHARE_SIZE', '32 (default)')})"
+                    f"{stack.env.get('FACEREC_INDEXER_MIGRATION_SHARE_SIZE', EMBED_BATCH)}"
+                    " (default))"
                 )
                 checked(api.put(f"/v1/collections/{GALLERY}"), 200, 201)
 

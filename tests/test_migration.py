@@ -5,6 +5,7 @@ reaches both indexes, and every step out of order is a 4xx problem."""
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -324,3 +325,42 @@ def test_every_step_out_of_order_is_a_problem(api: httpx.Client) -> None:
     # A gallery that keeps no crops is not offered a migration.
     api.patch(f"/v1/collections/{gallery}", json={"keep_crops": False})
     assert_problem(api.post(url, json={"model_pack": INT8}), 409, "migration-conflict")
+
+
+def test_the_cli_runs_a_migration_from_start_to_finish(
+    mig: Stack, api: httpx.Client, people: list[tuple[list[bytes], bytes]], tmp_path: Path
+) -> None:
+    gallery = unique("cli")
+    enrol_people(api, gallery, people[:3])
+    env = {
+        **os.environ,
+        "FACEREC_URL": mig.url,
+        "FACEREC_API_KEY": mig.admin_key,
+        "XDG_CACHE_HOME": str(tmp_path),
+    }
+
+    def facerec(*args: str) -> str:
+        ran = subprocess.run(
+            [sys.executable, "-m", "facerec_cli", "migration", *args, "-c", gallery],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        return ran.stdout.strip()
+
+    started = facerec("start", INT8, "--wait")
+    assert started == f"{gallery}: buffalo_sc -> {INT8} ready, 6/6 faces (100%)"
+    assert facerec("status") == started
+    assert facerec("check").startswith("6/6 faces in the new index, 0 missing (0 sent again)")
+    assert json.loads(facerec("cutover", "--json"))["state"] == "cut_over"
+    assert facerec("finish", "--yes").startswith(f"{gallery}: buffalo_sc -> {INT8} finished")
+    refused = subprocess.run(
+        [sys.executable, "-m", "facerec_cli", "migration", "rollback", "-c", gallery],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1 and "nothing to roll back (409" in refused.stderr

@@ -45,6 +45,7 @@ def test_gallery_threshold_overrides_the_default_and_a_request_overrides_both(
         "threshold": 0.99,
         "quality_filter": None,
         "keep_crops": True,
+        "model_pack": None,
     }
     result = recognize(api, collection, images.portrait())
     assert result["threshold"] == 0.99 and result["faces"][0]["identity"] is None

@@ -30,6 +30,7 @@ from facerec_cli.dead_letters import dead_letters_app
 from facerec_cli.files import MAX_IMAGE_BYTES, local_problem
 from facerec_cli.ingest import Ingest, IngestOptions, Interrupted
 from facerec_cli.keys import keys_app
+from facerec_cli.migrations import migration_app
 from facerec_cli.people import people_app
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -57,6 +58,7 @@ app.add_typer(people_app, name="people")
 app.add_typer(batches_app, name="batches")
 app.add_typer(keys_app, name="keys")
 app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(migration_app, name="migration")
 
 
 def version(value: bool) -> None:

@@ -61,7 +61,7 @@ Send = Callable[[PipelineMessage], None]
 
 class Migrations:
     def __init__(
-        self, index: FaceIndex, client: redis.Redis, send: Send, share_size: int = 32
+        self, index: FaceIndex, client: redis.Redis, send: Send, share_size: int = 8
     ) -> None:
         self._index = index
         self._redis = client

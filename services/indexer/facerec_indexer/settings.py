@@ -41,5 +41,7 @@ class IndexerSettings(ServiceSettings):
     # Chosen on faces-dev by bench/cluster.py (see the README).
     cluster_min_faces: int = Field(2, ge=1)
     cluster_max_distance: float = Field(0.6, gt=0, le=2)
-    # Model migration: kept crops per message to the embed queue (one embedder batch).
-    migration_share_size: int = Field(32, ge=1, le=1024)
+    # Model migration: kept crops per message to the embed queue. Small: a request that
+    # reaches an embedder busy with a share waits for that share (about 0.15 s for 8 crops
+    # on one CPU thread, 0.6 s for 32); bench/migration.py measures both.
+    migration_share_size: int = Field(8, ge=1, le=1024)
