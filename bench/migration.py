@@ -70,6 +70,8 @@ TENANT = "default"  # the bootstrap admin key's tenant
 GALLERY = "migration-bench"
 JPEG = "image/jpeg"
 MODEL_WORKERS = 2  # as scripts/start.sh runs the detector and the embedder
+# Seconds of searches timed before the migration starts, with nothing else running.
+BASELINE_S = 8.0
 # The indexer's migration share (its default): the crops one embedder call gets.
 EMBED_BATCH: int = IndexerSettings.model_fields["migration_share_size"].default
 
@@ -314,6 +316,24 @@ def main() -> None:
                     f"model {', '.join(sorted(fp32_models))})"
                 )
 
+                # The same searches with no migration running first: what they cost alone.
+                idle = Searches()
+                baseline = threading.Thread(
+                    target=search_while,
+                    args=(stack.url, stack.admin_key, probes, args.search_pause, idle),
+                )
+                baseline.start()
+                time.sleep(BASELINE_S)
+                idle.stop.set()
+                baseline.join()
+                fig["idle_p50_ms"] = percentile(idle.latencies, 50) * 1000
+                fig["idle_p95_ms"] = percentile(idle.latencies, 95) * 1000
+                print(
+                    f"searches with no migration ({BASELINE_S:.0f} s): {len(idle.latencies)} "
+                    f"requests, {len(idle.errors)} errors, p50 {fig['idle_p50_ms']:.0f} ms, "
+                    f"p95 {fig['idle_p95_ms']:.0f} ms"
+                )
+
                 searcher = threading.Thread(
                     target=search_while,
                     args=(stack.url, stack.admin_key, probes, args.search_pause, searches),
@@ -443,6 +463,10 @@ def main() -> None:
             "searches meanwhile",
             f"{fig['searches']}, {fig['search_errors']} errors, p50 "
             f"{fig['search_p50_ms']:.0f} ms, p95 {fig['search_p95_ms']:.0f} ms",
+        ),
+        (
+            "searches alone",
+            f"p50 {fig['idle_p50_ms']:.0f} ms, p95 {fig['idle_p95_ms']:.0f} ms (no migration)",
         ),
         ("check self_match", share(check["self_match"])),
         ("check leave_one_out", f"{share(check['leave_one_out'])} at {check['threshold']}"),
