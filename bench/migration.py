@@ -13,17 +13,19 @@ largest_face=true, the last is held out as a probe. Printed:
   recognised, at the model's threshold, as its own person);
 - the migration's speed: faces carried / seconds from the POST that starts it until the
   record says ready (its updated_at), and the seconds 100k faces would take at that rate;
-- recognise requests sent one at a time (with ``--search-pause`` between) while it runs:
-  how many, errors, p50 and p95 latency, and which model answered;
+- recognise requests sent one at a time (with ``--search-pause`` between), first for a
+  few seconds with no migration, then while it runs: how many, errors, p50 and p95
+  latency, and which model answered;
 - the check's shares (self_match, leave_one_out, and the old index's leave_one_out);
 - after cutover, INT8 held-out top-1 on the migrated gallery, and the difference;
 - after finish, the gallery's points left in each model's index, read from the Qdrant
   Edge files once the stack has stopped (the old model's should be 0);
 - the INT8 model alone, in this process, loaded as the embedder loads it
   (facerec_embedder.worker.load_stage), embedding the very crops the migration embedded
-  (read back from the new index) in batches of 32, with the stack's embedder's thread
-  count and with every core, with the stack stopped; and the ratio migration faces/s /
-  in-process faces/s (what the pipeline costs on top of the model);
+  (read back from the new index) in batches of the migration's share size, with the
+  stack's embedder's thread count and with every core, with the stack stopped; the ratio
+  migration faces/s / in-process faces/s (what the pipeline costs on top of the model);
+  and FP32 on the same crops and threads, for INT8 against FP32 speed;
 - a summary block: date, machine, load average and every figure.
 
 The migration is timed with the probe searches running beside it, on the same CPUs: the
@@ -227,13 +229,15 @@ def index_after(data_dir: Path, models: dict[str, str]) -> tuple[dict[str, int],
     return counts, crops
 
 
-def embed_rate(int8_dir: Path, crops: npt.NDArray[np.uint8], workers: int, rounds: int) -> float:
-    """Crops a second, the INT8 embed stage loaded as the embedder loads it (the thread
+def embed_rate(
+    pack: str, models_dir: Path | None, crops: npt.NDArray[np.uint8], workers: int, rounds: int
+) -> float:
+    """Crops a second, the pack's embed stage loaded as the embedder loads it (the thread
     count of ``workers`` model workers sharing the CPUs), median of ``rounds``."""
     settings = EmbedderSettings().model_copy(
         update={
-            "model_pack": INT8,
-            "models_dir": int8_dir,
+            "model_pack": pack,
+            "models_dir": models_dir,
             "model_workers": workers,
             "batch_size": EMBED_BATCH,
             "providers": ["CPUExecutionProvider"],
@@ -419,8 +423,10 @@ def main() -> None:
 
     crops = decoded_crops(kept)
     threads = model_threads(0, MODEL_WORKERS)
-    fig["inproc_rate"] = embed_rate(args.int8_dir, crops, MODEL_WORKERS, args.rounds)
-    fig["inproc_all_rate"] = embed_rate(args.int8_dir, crops, 1, args.rounds)
+    fig["inproc_rate"] = embed_rate(INT8, args.int8_dir, crops, MODEL_WORKERS, args.rounds)
+    fig["inproc_all_rate"] = embed_rate(INT8, args.int8_dir, crops, 1, args.rounds)
+    # FP32 on the same crops and threads, right after: INT8 against FP32 for speed.
+    fig["fp32_rate"] = embed_rate(FP32, None, crops, MODEL_WORKERS, args.rounds)
     fig["ratio"] = fig["migration_rate"] / fig["inproc_rate"]
     print(
         f"INT8 in-process (stack stopped), the {len(crops)} kept crops in batches of "
@@ -430,6 +436,10 @@ def main() -> None:
     print(
         f"ratio migration / in-process INT8 (same threads): {fig['ratio']:.3f} "
         f"(the pipeline costs {1 / fig['ratio']:.2f}x the model alone)"
+    )
+    print(
+        f"FP32 in-process on the same crops and threads: {fig['fp32_rate']:.1f} faces/s; "
+        f"INT8 / FP32 {fig['inproc_rate'] / fig['fp32_rate']:.2f}x"
     )
 
     check = fig["check"]
@@ -459,6 +469,10 @@ def main() -> None:
             f"{fig['inproc_all_rate']:.1f} on {usable_cpus()}",
         ),
         ("migration/in-proc", f"{fig['ratio']:.3f}"),
+        (
+            "INT8 / FP32 speed",
+            f"{fig['inproc_rate'] / fig['fp32_rate']:.2f}x ({fig['fp32_rate']:.1f} faces/s FP32)",
+        ),
         (
             "searches meanwhile",
             f"{fig['searches']}, {fig['search_errors']} errors, p50 "
