@@ -229,6 +229,9 @@ def test_a_rollback_after_cutover_serves_the_old_model_and_its_threshold_again(
     step(api, gallery, "cutover")
     # The threshold was set for the old model: the new one judges by its own.
     assert api.get(f"/v1/collections/{gallery}").json()["threshold"] is None
+    # Moving back by a second migration is refused while this one can still roll back.
+    back = api.post(f"/v1/collections/{gallery}/migration", json={"model_pack": "buffalo_sc"})
+    assert_problem(back, 409, "migration-conflict")
     # A face enrolled after cutover reaches the old index too, so a rollback keeps it.
     extra = enroll(api, gallery, ids[0], people[5][1])
     assert len(extra["faces"]) == 1

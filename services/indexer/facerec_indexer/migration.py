@@ -94,6 +94,14 @@ class Migrations:
         if len(call.packs) != 2:
             raise InvalidInput("a migration names the pack it leaves and the one it goes to")
         source, target = call.packs
+        running = read_migration(self._redis, tenant, collection)
+        if running is not None and running.state in ACTIVE_STATES:
+            # Checked before anything is touched: the new index of a migration that was cut
+            # over is the old one of the next, and must survive a refused second start.
+            raise MigrationConflict(
+                f"gallery {collection!r} is migrating already ({running.state.value}); "
+                "finish or roll back that migration first"
+            )
         faces = self._index.scroll(Scope(tenant, collection, model=source.model))
         without = sum(1 for r in faces if not r.payload.get(CROP))
         if without:
