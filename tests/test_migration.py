@@ -22,6 +22,7 @@ from images import crowd, group_photo
 from PIL import Image, ImageOps
 from scenes import cut
 from stack import Stack, redis_server, running_stack, wait_until
+from test_schemathesis import CONFIG, STATELESS, report, run_tester, unlimited_key
 
 ROOT = Path(__file__).resolve().parents[1]
 INT8 = "buffalo_sc_int8"
@@ -370,3 +371,27 @@ def test_the_cli_runs_a_migration_from_start_to_finish(
         timeout=60,
     )
     assert refused.returncode == 1 and "nothing to roll back (409" in refused.stderr
+
+
+@pytest.mark.timeout(900)
+def test_the_migration_routes_hold_against_an_outside_fuzzer(
+    mig: Stack, people: list[tuple[list[bytes], bytes]], tmp_path: Path
+) -> None:
+    """Schemathesis, as tests/test_schemathesis.py runs it, on the migration routes of a
+    stack whose embedders load a second pack, pointed at a gallery of its own tenant with
+    faces and a migration ready for cutover: every answer a documented 2xx or 4xx."""
+    key = unlimited_key(mig, "schemathesis-migration")
+    gallery = unique("fuzzed")
+    with httpx.Client(base_url=mig.url, timeout=60, headers={"X-API-Key": key}) as own:
+        enrol_people(own, gallery, people[:3])
+        start(own, gallery)
+        wait_ready(own, gallery)
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG.read_text() + f'\n[parameters]\n"path.collection" = "{gallery}"\n')
+    selection = ("--include-path-regex", "/migration")
+    outcome = run_tester(mig, tmp_path, key, *selection, phases=STATELESS, config=config)
+    assert outcome.returncode == 0, report(outcome)
+    assert "Tested:" in outcome.stdout and "Missing test data" not in outcome.stdout, (
+        outcome.stdout[-3000:]
+    )
+    assert mig.alive() == dict.fromkeys(mig.procs, True)

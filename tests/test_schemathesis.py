@@ -53,13 +53,18 @@ def unlimited_key(stack: Stack, tenant: str) -> str:
 
 
 def run_tester(
-    stack: Stack, workdir: Path, key: str, *selection: str, phases: str = ALL_PHASES
+    stack: Stack,
+    workdir: Path,
+    key: str,
+    *selection: str,
+    phases: str = ALL_PHASES,
+    config: Path = CONFIG,
 ) -> subprocess.CompletedProcess[str]:
     run_seed = seed()
     command = [
         str(TESTER),
         "--config-file",
-        str(CONFIG),
+        str(config),
         "--no-color",
         "run",
         f"{stack.url}/openapi.json",
