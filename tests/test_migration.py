@@ -225,7 +225,9 @@ def test_a_rollback_after_cutover_serves_the_old_model_and_its_threshold_again(
     gallery = unique("rollback")
     ids = enrol_people(api, gallery, people[:4])
     api.patch(f"/v1/collections/{gallery}", json={"threshold": 0.42})
-    start(api, gallery)
+    started = start(api, gallery)
+    # The check judges the old model as the gallery does, the new one by its own default.
+    assert (started["source_threshold"], started["target_threshold"]) == (0.42, 0.3)
     wait_ready(api, gallery)
     step(api, gallery, "cutover")
     # The threshold was set for the old model: the new one judges by its own.

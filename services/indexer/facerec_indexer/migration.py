@@ -21,6 +21,7 @@ import numpy.typing as npt
 import redis
 from facerec_common.codec import unpack_vectors
 from facerec_common.errors import InvalidInput, MigrationConflict, NotFound
+from facerec_common.identities import text
 from facerec_common.messages import (
     IndexCall,
     IndexCallOp,
@@ -34,6 +35,7 @@ from facerec_common.migrations import (
     PACK,
     SHADOW_MODEL,
     SHADOW_PACK,
+    THRESHOLD,
     MatchShare,
     Migration,
     MigrationCheck,
@@ -43,6 +45,7 @@ from facerec_common.migrations import (
     switch_migration,
     update_migration,
 )
+from facerec_common.names import collection_settings_key
 from facerec_common.results import MigratedFaces
 
 from facerec_indexer.index import FaceIndex, FacePoint, Scope
@@ -130,7 +133,10 @@ class Migrations:
                     "source_model": source.model,
                     "target_pack": target.pack,
                     "target_model": target.model,
-                    "source_threshold": repr(source.threshold),
+                    # The old model is judged as the gallery judges it now: by its own
+                    # threshold where it has one; the new one by its pack's.
+                    "source_threshold": self._gallery_threshold(tenant, collection)
+                    or repr(source.threshold),
                     "target_threshold": repr(target.threshold),
                     "faces": str(len(faces)),
                     "embedded": "0",
@@ -370,6 +376,10 @@ class Migrations:
         if migration is None:
             raise NotFound(f"gallery {collection!r} has no model migration")
         return migration
+
+    def _gallery_threshold(self, tenant: str, collection: str) -> str:
+        """The gallery's own threshold ("" where it has none)."""
+        return text(self._redis.hget(collection_settings_key(tenant, collection), THRESHOLD) or b"")
 
     @staticmethod
     def _models(migration: Migration) -> tuple[str, str]:
