@@ -173,6 +173,11 @@ def test_two_models_hold_the_same_faces_apart_and_a_gallery_reads_its_serving_on
     assert sorted(r.id for r in found) == sorted([ids[0], ids[2]])
     assert all(r.model == "other_model" and r.payload["identity_id"] == "a" for r in found)
 
+    # Only the payload fields asked for, or ids alone.
+    named = index.scroll(Scope("t", "g", model=MODEL), fields=["identity_id"])
+    assert [r.payload for r in named] == [{"identity_id": "a"}] * 4
+    assert [r.payload for r in index.scroll(Scope("t", "g", model=MODEL), fields=[])] == [{}] * 4
+
     serving = ServingIndex(index, lambda tenant, gallery: "other_model")
     assert {r.model for r in serving.scroll(Scope("t", "g"))} == {"other_model"}
     assert serving.count(Scope("t", "g")) == 4

@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -105,11 +106,12 @@ class Migrations:
                 f"gallery {collection!r} is migrating already ({running.state.value}); "
                 "finish or roll back that migration first"
             )
-        faces = self._index.scroll(Scope(tenant, collection, model=source.model))
-        without = sum(1 for r in faces if not r.payload.get(CROP))
+        scope = Scope(tenant, collection, model=source.model)
+        faces = self._index.count(scope)
+        without = faces - self._index.count(replace(scope, with_crop=True))
         if without:
             raise MigrationConflict(
-                f"{without} of the gallery's {len(faces)} faces keep no aligned crop "
+                f"{without} of the gallery's {faces} faces keep no aligned crop "
                 "(stored before crops were kept, imported from an archive, or kept with "
                 "keep_crops off), so they cannot be embedded by another model; delete or "
                 "enrol them again first"
@@ -138,7 +140,7 @@ class Migrations:
                     "source_threshold": self._gallery_threshold(tenant, collection)
                     or repr(source.threshold),
                     "target_threshold": repr(target.threshold),
-                    "faces": str(len(faces)),
+                    "faces": str(faces),
                     "embedded": "0",
                     "started_at": now,
                 },
@@ -154,16 +156,15 @@ class Migrations:
     def _fill(self, tenant: str, migration: Migration) -> int:
         """Send every face the new index lacks to be embedded; the number sent. A gallery
         with none missing is ready."""
-        source, target = self._models(migration)
+        source, _ = self._models(migration)
         collection = migration.collection
-        have = {r.id for r in self._index.scroll(Scope(tenant, collection, model=target))}
-        missing = [
-            r
-            for r in self._index.scroll(Scope(tenant, collection, model=source))
-            if r.id not in have and r.payload.get(CROP)
-        ]
+        missing = self._missing(tenant, migration)
         for start in range(0, len(missing), self._share_size):
-            share = missing[start : start + self._share_size]
+            # Read a share's crops at a time: a gallery's crops together may not fit.
+            found = self._index.retrieve(source, missing[start : start + self._share_size])
+            share = [r for r in found if r.payload.get(CROP)]
+            if not share:
+                continue
             self._send(
                 PipelineMessage(
                     job_id=str(uuid.uuid4()),
@@ -231,12 +232,15 @@ class Migrations:
             state=state,
         )
 
-    def _missing(self, tenant: str, migration: Migration) -> list[FaceRecord]:
+    def _missing(self, tenant: str, migration: Migration) -> list[str]:
+        """Ids of the faces the old index holds and the new one lacks (ids alone are read)."""
         source, target = self._models(migration)
         collection = migration.collection
-        have = {r.id for r in self._index.scroll(Scope(tenant, collection, model=target))}
-        served = self._index.scroll(Scope(tenant, collection, model=source))
-        return [r for r in served if r.id not in have]
+        have = {r.id for r in self._ids(tenant, collection, target)}
+        return [r.id for r in self._ids(tenant, collection, source) if r.id not in have]
+
+    def _ids(self, tenant: str, collection: str, model: str) -> list[FaceRecord]:
+        return self._index.scroll(Scope(tenant, collection, model=model), fields=[])
 
     # -- check, cutover, rollback, finish ------------------------------------------------
 
@@ -391,8 +395,12 @@ class Migrations:
         """Make the other index agree with the serving one: identity, pool and person of
         each face as the serving index has them, and no face the serving index lost.
         Returns how many faces the other index held that the serving one no longer has."""
-        theirs = {r.id: r for r in self._index.scroll(Scope(tenant, collection, model=other))}
-        ours = {r.id: r for r in self._index.scroll(Scope(tenant, collection, model=serving))}
+
+        def read(model: str) -> dict[str, FaceRecord]:
+            scope = Scope(tenant, collection, model=model)
+            return {r.id: r for r in self._index.scroll(scope, fields=SYNCED_FIELDS)}
+
+        theirs, ours = read(other), read(serving)
         orphans = [point_id for point_id in theirs if point_id not in ours]
         if orphans:
             self._index.delete_ids(other, orphans)
@@ -415,7 +423,7 @@ class Migrations:
         (itself included: ``self``; itself left out, for identities with several faces:
         ``leave one out``) at or over the threshold?"""
         scope = Scope(tenant, collection, pool=ENROLLED, model=model)
-        records = self._index.scroll(scope, with_vectors=True)
+        records = self._index.scroll(scope, with_vectors=True, fields=[IDENTITY])
         faces_of: dict[str, int] = {}
         for r in records:
             identity = str(r.payload.get(IDENTITY, ""))

@@ -138,8 +138,11 @@ class FaceIndex(ABC):
         """Remove every point in scope, from every model's collection."""
 
     @abstractmethod
-    def scroll(self, scope: Scope, with_vectors: bool = False) -> list[FaceRecord]:
-        """Every point in scope, over every model's collection."""
+    def scroll(
+        self, scope: Scope, with_vectors: bool = False, fields: Sequence[str] | None = None
+    ) -> list[FaceRecord]:
+        """Every point in scope, over every model's collection; with only these payload
+        fields where ``fields`` names them (an empty list: ids alone), else all of them."""
 
     @abstractmethod
     def retrieve(self, model: str, ids: Sequence[str]) -> list[FaceRecord]:

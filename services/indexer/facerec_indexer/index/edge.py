@@ -120,7 +120,9 @@ class EdgeIndex(FaceIndex):
             shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
             shard.flush()
 
-    def scroll(self, scope: Scope, with_vectors: bool = False) -> list[FaceRecord]:
+    def scroll(
+        self, scope: Scope, with_vectors: bool = False, fields: Sequence[str] | None = None
+    ) -> list[FaceRecord]:
         flt = self._filter(scope)
         found = []
         for model in self.models_in(scope):
@@ -131,7 +133,7 @@ class EdgeIndex(FaceIndex):
                         offset=offset,
                         limit=1000,
                         filter=flt,
-                        with_payload=True,
+                        with_payload=True if fields is None else list(fields) or False,
                         with_vector=with_vectors,
                     )
                 )

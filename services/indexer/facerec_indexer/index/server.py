@@ -140,7 +140,9 @@ class ServerIndex(FaceIndex):
                 collection_name(model), points_selector=models.FilterSelector(filter=flt), wait=True
             )
 
-    def scroll(self, scope: Scope, with_vectors: bool = False) -> list[FaceRecord]:
+    def scroll(
+        self, scope: Scope, with_vectors: bool = False, fields: Sequence[str] | None = None
+    ) -> list[FaceRecord]:
         flt = self._filter(scope)
         found = []
         for model in self.models_in(scope):
@@ -151,7 +153,7 @@ class ServerIndex(FaceIndex):
                     scroll_filter=flt,
                     limit=1000,
                     offset=offset,
-                    with_payload=True,
+                    with_payload=True if fields is None else list(fields) or False,
                     with_vectors=with_vectors,
                 )
                 found += [

@@ -46,8 +46,10 @@ class ServingIndex(FaceIndex):
     def delete(self, scope: Scope) -> None:
         self._index.delete(scope)
 
-    def scroll(self, scope: Scope, with_vectors: bool = False) -> list[FaceRecord]:
-        return self._index.scroll(self._served(scope), with_vectors)
+    def scroll(
+        self, scope: Scope, with_vectors: bool = False, fields: Sequence[str] | None = None
+    ) -> list[FaceRecord]:
+        return self._index.scroll(self._served(scope), with_vectors, fields)
 
     def retrieve(self, model: str, ids: Sequence[str]) -> list[FaceRecord]:
         return self._index.retrieve(model, ids)
