@@ -5,8 +5,6 @@ Every pack is loaded at start (``model_pack`` and ``migration_packs``), so a mig
 never waits on a model load and a missing or altered model file stops the worker at once.
 """
 
-import logging
-
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -26,8 +24,6 @@ from facerec_common.migrations import (
 from facerec_common.worker import StageOutcome
 
 from facerec_embedder.stage import EmbedStage
-
-log = logging.getLogger(__name__)
 
 
 class GalleryEmbedding:
