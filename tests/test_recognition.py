@@ -199,6 +199,15 @@ def test_a_redelivered_task_creates_no_duplicate_point(api: httpx.Client, stack:
         assert job["status"] == "done", job
     assert api.get(f"/v1/collections/{collection}/identities/{person}").json()["face_count"] == 1
 
+    # Delivered once more after the job ended (its image is gone): dropped, so the job
+    # stays done with its result instead of failing for the missing image. A detect job
+    # sent after it on the same queue is done only once the worker has passed it.
+    celery.send_task(Task.DETECT, args=[msg.to_task()])
+    after = api.post("/v1/detect?wait=30", files={"image": ("p.jpg", images.portrait())})
+    assert after.json()["status"] == "done"
+    job = api.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "done" and job["result"]["faces"], job
+
 
 def test_collections_list_and_identities_page_with_a_cursor(api: httpx.Client) -> None:
     collection = unique("pages")

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from facerec_common.errors import FaceRecError
+from facerec_common.identities import text
 from facerec_common.names import JOBS_DONE_CHANNEL, image_key, job_key
 from facerec_common.results import JobResult
 
@@ -43,6 +44,11 @@ class JobWriter:
     def load_image(self, job_id: str, index: int) -> bytes | None:
         data = self._redis.get(image_key(job_id, index))
         return data.encode() if isinstance(data, str) else data
+
+    def ended(self, job_id: str) -> bool:
+        """Whether the job is done or failed already (a re-drive sets it queued again)."""
+        status = self._redis.hget(job_key(job_id), "status")
+        return status is not None and text(status) in (JobStatus.DONE, JobStatus.FAILED)
 
     def mark_running(self, job_id: str) -> None:
         self._redis.hset(

@@ -310,6 +310,15 @@ def stage_app(
         except ValidationError as exc:
             unreadable_message(guard, task, payload, stage_name, exc)
             return
+        if jobs.ended(msg.job_id):
+            # A second delivery of a task whose job has ended (a dead worker's task can be
+            # given back by the reaper after another worker already took it): running it
+            # again could only end the job a second time, with its images gone.
+            log.warning(
+                "%s: job %s has ended already; this delivery is dropped", stage_name, msg.job_id
+            )
+            TASKS.labels(stage_name, "duplicate").inc()
+            return
         batch = batch_image(msg)
         start = time.perf_counter()
 
