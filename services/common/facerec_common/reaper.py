@@ -5,9 +5,9 @@ in the broker's "unacked" hash. Celery's Redis transport gives it back only afte
 visibility timeout, which must be longer than the slowest task, or a task still running
 would be run twice. Heartbeats tell sooner: every worker claims each message it receives
 (delivery tag -> worker) and releases the claim when the task ends. Every worker's
-heartbeat thread also reaps: a claim whose worker's heartbeat has expired is restored to
-the front of its queue with kombu's own ``restore_by_tag`` (a WATCH transaction on the
-unacked hash, so two reapers restore it once) and the claim is dropped.
+heartbeat thread also reaps: a claim whose worker's heartbeat has expired is taken (deleted
+only if it is still the claim that was read, so two reapers never both act on it) and its
+message restored to the front of its queue with kombu's own ``restore_by_tag``.
 
 The visibility timeout stays as the backstop for the moment between a message's
 delivery and its claim.
@@ -66,6 +66,16 @@ def _dropped(tag: str, claim: dict[str, Any], beat: dict[str, Any]) -> bool:
         return False
 
 
+_TAKE_CLAIM = redis.Redis().register_script(
+    """
+    if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+      return redis.call('HDEL', KEYS[1], ARGV[1])
+    end
+    return 0
+    """
+)
+
+
 def reap(client: redis.Redis, restore: Callable[[str], None]) -> list[dict[str, Any]]:
     """Restore every claimed message whose worker is not alive; forget dead workers.
 
@@ -89,8 +99,12 @@ def reap(client: redis.Redis, restore: Callable[[str], None]) -> list[dict[str, 
             claim, owner = {}, ""
         if owner in live and not _dropped(tag, claim, live[owner]):
             continue
+        # Take the claim first, and only as it was read: another reaper may have restored
+        # the message already and a live worker received it again under the same delivery
+        # tag; restoring on the strength of the old read would queue it a second time.
+        if not _TAKE_CLAIM(keys=[inflight_key()], args=[tag, raw_claim], client=client):
+            continue
         restore(tag)
-        client.hdel(inflight_key(), tag)
         log.warning(
             "worker %s is gone; its task for job %s is sent again",
             owner or "?",
