@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from facerec_cli import output
-from facerec_cli.context import JsonFlag, connect, out, wants_json
+from facerec_cli.context import JsonFlag, connect
 
 dead_letters_app = typer.Typer(
     help="Jobs that failed on every try (needs an admin key): list, redrive.",
@@ -20,12 +20,9 @@ def dead_letters_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """Your tenant's dead letters, newest first: the job, the stage it died in, why."""
     with connect(ctx) as client:
         letters = client.get("/v1/dead-letters").get("dead_letters", [])
-    if wants_json(ctx, json_out):
-        output.print_json(out, letters)
-    elif not letters:
-        out.print("no dead letters")
-    else:
-        out.print(output.letters_table(letters))
+    output.show(
+        ctx, json_out, letters, output.letters_table(letters) if letters else "no dead letters"
+    )
 
 
 @dead_letters_app.command("redrive")
@@ -37,7 +34,6 @@ def dead_letters_redrive(
     """Send a dead letter's job again, from the stage it died in (once its cause is fixed)."""
     with connect(ctx) as client:
         body = client.post(f"/v1/dead-letters/{job_id}/redrive")
-    if wants_json(ctx, json_out):
-        output.print_json(out, body)
-    else:
-        out.print(f"job {body['job_id']} queued again at its {body['stage']} stage")
+    output.show(
+        ctx, json_out, body, f"job {body['job_id']} queued again at its {body['stage']} stage"
+    )

@@ -94,12 +94,8 @@ def keys_list(
     """The tenant's keys: prefix, name, scopes (never the keys themselves)."""
     with connect(ctx) as client:
         keys = client.get("/v1/keys", params={"prefix": prefix} if prefix else {}).get("keys", [])
-    if wants_json(ctx, json_out):
-        output.print_json(out, keys)
-    elif not keys:
-        out.print("no keys" + (f" starting with {prefix}" if prefix else ""))
-    else:
-        out.print(output.keys_table(keys))
+    none = "no keys" + (f" starting with {prefix}" if prefix else "")
+    output.show(ctx, json_out, keys, output.keys_table(keys) if keys else none)
 
 
 @keys_app.command("revoke")
@@ -111,7 +107,4 @@ def keys_revoke(
     """Revoke a key: it stops working at once."""
     with connect(ctx) as client:
         body = client.delete(f"/v1/keys/{prefix}")
-    if wants_json(ctx, json_out):
-        output.print_json(out, body)
-    else:
-        out.print(f"key {prefix} revoked")
+    output.show(ctx, json_out, body, f"key {prefix} revoked")

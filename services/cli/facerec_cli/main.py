@@ -198,10 +198,7 @@ def recognize(
             [image_part(image.name, image.read_bytes())],
             params,
         )
-    if wants_json(ctx, json_out):
-        output.print_json(out, result)
-    else:
-        out.print(output.faces_table(result, lambda v: show_id(ctx, v)))
+    output.show(ctx, json_out, result, output.faces_table(result, lambda v: show_id(ctx, v)))
 
 
 @app.command()
@@ -215,10 +212,7 @@ def detect(
     params = {"max_faces": max_faces} if max_faces else {}
     with connect(ctx) as client:
         result = client.job("/v1/detect", [image_part(image.name, image.read_bytes())], params)
-    if wants_json(ctx, json_out):
-        output.print_json(out, result)
-    else:
-        out.print(output.detect_table(result))
+    output.show(ctx, json_out, result, output.detect_table(result))
 
 
 @app.command()
@@ -364,10 +358,12 @@ def identities_list(
     """Every identity of the collection, in creation order, with its face count."""
     name = gallery(ctx, collection)
     identities = collect_identities(ctx, base(name))
-    if wants_json(ctx, json_out):
-        output.print_json(out, identities)
-    else:
-        out.print(output.identities_table(name, identities, lambda v: show_id(ctx, v)))
+    output.show(
+        ctx,
+        json_out,
+        identities,
+        output.identities_table(name, identities, lambda v: show_id(ctx, v)),
+    )
 
 
 IdentityArg = Annotated[str, typer.Argument(help="Identity id, or any unique start of it")]
@@ -437,10 +433,9 @@ def identities_rename(
     with connect(ctx) as client:
         found = ids.identity_id(client, where, identity)
         record = client.json("PATCH", f"{where}/identities/{found}", json=body)
-    if wants_json(ctx, json_out):
-        output.print_json(out, record)
-    else:
-        out.print(f"identity {show_id(ctx, found)} is now {record.get('name')!r}")
+    output.show(
+        ctx, json_out, record, f"identity {show_id(ctx, found)} is now {record.get('name')!r}"
+    )
 
 
 @identities_app.command("delete-face")
@@ -460,13 +455,13 @@ def identities_delete_face(
             lambda: client.get(faces_path).get("faces", []), face, f"identity {found[:12]}"
         )
         body = client.delete(f"{faces_path}/{face_id}")
-    if wants_json(ctx, json_out):
-        output.print_json(out, body)
-    else:
-        out.print(
-            f"face {show_id(ctx, face_id)} erased ({body.get('remaining_faces')} remaining of it); "
-            f"the identity has {plural(int(body.get('face_count', 0)), 'face')}"
-        )
+    output.show(
+        ctx,
+        json_out,
+        body,
+        f"face {show_id(ctx, face_id)} erased ({body.get('remaining_faces')} remaining of it); "
+        f"the identity has {plural(int(body.get('face_count', 0)), 'face')}",
+    )
 
 
 @identities_app.command("delete")
@@ -481,13 +476,13 @@ def identities_delete(
     with connect(ctx) as client:
         found = ids.identity_id(client, where, identity)
         body = client.delete(f"{where}/identities/{found}")
-    if wants_json(ctx, json_out):
-        output.print_json(out, body)
-    else:
-        out.print(
-            f"deleted {show_id(ctx, found)}: {plural(int(body.get('deleted_faces', 0)), 'face')} "
-            f"erased, {body.get('remaining_faces')} remaining"
-        )
+    output.show(
+        ctx,
+        json_out,
+        body,
+        f"deleted {show_id(ctx, found)}: {plural(int(body.get('deleted_faces', 0)), 'face')} "
+        f"erased, {body.get('remaining_faces')} remaining",
+    )
 
 
 @galleries_app.command("list")
@@ -495,10 +490,7 @@ def galleries_list(ctx: typer.Context, json_out: JsonFlag = False) -> None:
     """The tenant's galleries with their identity counts."""
     with connect(ctx) as client:
         galleries = client.get("/v1/collections").get("collections", [])
-    if wants_json(ctx, json_out):
-        output.print_json(out, galleries)
-    else:
-        out.print(output.galleries_table(galleries))
+    output.show(ctx, json_out, galleries, output.galleries_table(galleries))
 
 
 GalleryArg = Annotated[str, typer.Argument(help="Gallery name")]
@@ -509,10 +501,12 @@ def galleries_create(ctx: typer.Context, name: GalleryArg, json_out: JsonFlag = 
     """Create an empty gallery (enrolling or ingesting into a new one creates it too)."""
     with connect(ctx) as client:
         response = client.request("PUT", f"/v1/collections/{name}")
-    if wants_json(ctx, json_out):
-        output.print_json(out, response.json())
-    else:
-        out.print(f"gallery {name} {'created' if response.status_code == 201 else 'exists'}")
+    output.show(
+        ctx,
+        json_out,
+        response.json(),
+        f"gallery {name} {'created' if response.status_code == 201 else 'exists'}",
+    )
 
 
 @galleries_app.command("delete")
@@ -527,16 +521,16 @@ def galleries_delete(
         raise typer.Exit(1)
     with connect(ctx) as client:
         body = client.delete(f"/v1/collections/{name}")
-    if wants_json(ctx, json_out):
-        output.print_json(out, body)
-    else:
-        identities = plural(int(body.get("deleted_identities", 0)), "identity")
-        out.print(
-            f"deleted gallery {name}: {identities}, "
-            f"{plural(int(body.get('deleted_faces', 0)), 'face')}, "
-            f"{plural(int(body.get('deleted_batches', 0)), 'batch')}; "
-            f"{body.get('remaining_faces')} faces remaining"
-        )
+    identities = plural(int(body.get("deleted_identities", 0)), "identity")
+    output.show(
+        ctx,
+        json_out,
+        body,
+        f"deleted gallery {name}: {identities}, "
+        f"{plural(int(body.get('deleted_faces', 0)), 'face')}, "
+        f"{plural(int(body.get('deleted_batches', 0)), 'batch')}; "
+        f"{body.get('remaining_faces')} faces remaining",
+    )
 
 
 @galleries_app.command("threshold")
@@ -558,11 +552,13 @@ def galleries_threshold(
             except ValueError:
                 raise typer.BadParameter("a number, or 'default'", param_hint="VALUE") from None
             body = client.json("PATCH", f"/v1/collections/{name}", json={"threshold": threshold})
-    if wants_json(ctx, json_out):
-        output.print_json(out, body)
-    else:
-        shown = body.get("threshold")
-        out.print(f"gallery {name}: threshold {shown if shown is not None else 'default (model)'}")
+    shown = body.get("threshold")
+    output.show(
+        ctx,
+        json_out,
+        body,
+        f"gallery {name}: threshold {shown if shown is not None else 'default (model)'}",
+    )
 
 
 BatchArg = Annotated[str, typer.Argument(help="Batch id, or any unique start of it")]
@@ -576,10 +572,9 @@ def batches_list(
     name = gallery(ctx, collection)
     with connect(ctx) as client:
         batches = client.get(f"{base(name)}/batches").get("batches", [])
-    if wants_json(ctx, json_out):
-        output.print_json(out, batches)
-    else:
-        out.print(output.batches_table(name, batches, lambda v: show_id(ctx, v)))
+    output.show(
+        ctx, json_out, batches, output.batches_table(name, batches, lambda v: show_id(ctx, v))
+    )
 
 
 @batches_app.command("show")
@@ -600,10 +595,7 @@ def batches_results(
     with connect(ctx) as client:
         found = ids.batch_id(client, where, batch)
         results = ids.paged(client, f"{where}/batches/{found}/results", "results")
-    if wants_json(ctx, json_out):
-        output.print_json(out, results)
-    else:
-        out.print(output.results_table(results, lambda v: show_id(ctx, v)))
+    output.show(ctx, json_out, results, output.results_table(results, lambda v: show_id(ctx, v)))
 
 
 @batches_app.command("cancel")
@@ -616,14 +608,14 @@ def batches_cancel(
     with connect(ctx) as client:
         found = ids.batch_id(client, where, batch)
         body = client.post(f"{where}/batches/{found}/cancel")
-    if wants_json(ctx, json_out):
-        output.print_json(out, body)
-    else:
-        queued = int(body.get("counts", {}).get("queued", 0))
-        out.print(
-            f"batch {show_id(ctx, found)} cancelled; {plural(queued, 'image')} still queued "
-            "will be dropped"
-        )
+    queued = int(body.get("counts", {}).get("queued", 0))
+    output.show(
+        ctx,
+        json_out,
+        body,
+        f"batch {show_id(ctx, found)} cancelled; {plural(queued, 'image')} still queued "
+        "will be dropped",
+    )
 
 
 @batches_app.command("delete")
@@ -636,11 +628,11 @@ def batches_delete(
     with connect(ctx) as client:
         found = ids.batch_id(client, where, batch)
         body = client.delete(f"{where}/batches/{found}")
-    if wants_json(ctx, json_out):
-        output.print_json(out, body)
-    else:
-        out.print(
-            f"batch {show_id(ctx, found)} deleted: "
-            f"{plural(int(body.get('deleted_faces', 0)), 'face')} erased, "
-            f"{plural(int(body.get('forgotten_images', 0)), 'image')} forgotten"
-        )
+    output.show(
+        ctx,
+        json_out,
+        body,
+        f"batch {show_id(ctx, found)} deleted: "
+        f"{plural(int(body.get('deleted_faces', 0)), 'face')} erased, "
+        f"{plural(int(body.get('forgotten_images', 0)), 'image')} forgotten",
+    )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from facerec_cli import output
-from facerec_cli.context import Collection, JsonFlag, base, connect, err, gallery, out, wants_json
+from facerec_cli.context import Collection, JsonFlag, base, connect, err, gallery
 
 migration_app = typer.Typer(
     help="Move a gallery to another model: start, status, check, cutover, rollback, finish.",
@@ -28,13 +28,6 @@ def summary(migration: dict[str, Any]) -> str:
     return line + (f"; {migration['error']}" if migration.get("error") else "")
 
 
-def _show(ctx: typer.Context, json_out: bool, body: dict[str, Any], line: str) -> None:
-    if wants_json(ctx, json_out):
-        output.print_json(out, body)
-    else:
-        out.print(line, markup=False)
-
-
 @migration_app.command("start")
 def migration_start(
     ctx: typer.Context,
@@ -52,7 +45,7 @@ def migration_start(
             time.sleep(_POLL_S)
             migration = client.get(url)
             err.print(summary(migration), markup=False)
-    _show(ctx, json_out, migration, summary(migration))
+    output.show(ctx, json_out, migration, summary(migration), markup=False)
 
 
 @migration_app.command("status")
@@ -62,7 +55,7 @@ def migration_status(
     """The gallery's migration, running or the last one."""
     with connect(ctx) as client:
         migration = client.get(f"{base(gallery(ctx, collection))}/migration")
-    _show(ctx, json_out, migration, summary(migration))
+    output.show(ctx, json_out, migration, summary(migration), markup=False)
 
 
 @migration_app.command("check")
@@ -86,13 +79,13 @@ def migration_check(
         f"with the face left out: new {share('leave_one_out')} at {check['threshold']}, "
         f"old {share('source_leave_one_out')} at {check['source_threshold']}"
     )
-    _show(ctx, json_out, check, line)
+    output.show(ctx, json_out, check, line, markup=False)
 
 
 def _step(ctx: typer.Context, collection: str | None, json_out: bool, name: str) -> None:
     with connect(ctx) as client:
         migration = client.post(f"{base(gallery(ctx, collection))}/migration/{name}")
-    _show(ctx, json_out, migration, summary(migration))
+    output.show(ctx, json_out, migration, summary(migration), markup=False)
 
 
 @migration_app.command("cutover")

@@ -5,10 +5,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
+import typer
+from rich.console import Console, RenderableType
 from rich.table import Table
 
-from facerec_cli.context import plural
+from facerec_cli.context import out, plural, wants_json
 from facerec_cli.ingest import IngestSummary
 
 SHOWN_PROBLEMS = 20
@@ -28,6 +29,17 @@ def id_column(table: Table, name: str = "id") -> None:
 def print_json(console: Console, data: Any) -> None:
     # Plain print: no wrapping or highlighting, so that the output always parses.
     console.file.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def show(
+    ctx: typer.Context, json_out: bool, data: Any, human: RenderableType, markup: bool = True
+) -> None:
+    """A command's answer: ``data`` as JSON where JSON is asked for (the command's --json
+    or the global one), else ``human``, a line or a table."""
+    if wants_json(ctx, json_out):
+        print_json(out, data)
+    else:
+        out.print(human, markup=markup)
 
 
 def when(timestamp: Any) -> str:

@@ -119,12 +119,12 @@ def people_name(
         identity = client.post(
             people_path(where, found, "name"), json={"name": name, "metadata": meta}
         )
-    if wants_json(ctx, json_out):
-        output.print_json(out, identity)
-        return
-    out.print(
+    output.show(
+        ctx,
+        json_out,
+        identity,
         f"{show_id(ctx, found)} is now identity {show_id(ctx, identity.get('id'))} "
-        f"({identity.get('name')}), {plural(int(identity.get('face_count', 0)), 'face')}"
+        f"({identity.get('name')}), {plural(int(identity.get('face_count', 0)), 'face')}",
     )
 
 
@@ -141,12 +141,13 @@ def people_merge(
     with connect(ctx) as client:
         found, target_id = person(client, where, person_id), person(client, where, into)
         target = client.post(people_path(where, found, "merge"), json={"into": target_id})
-    if wants_json(ctx, json_out):
-        output.print_json(out, target)
-        return
     faces = target.get("faces") or []
-    out.print(
-        f"merged {show_id(ctx, found)} into {show_id(ctx, target_id)}: {plural(len(faces), 'face')}"
+    output.show(
+        ctx,
+        json_out,
+        target,
+        f"merged {show_id(ctx, found)} into {show_id(ctx, target_id)}: "
+        f"{plural(len(faces), 'face')}",
     )
 
 
@@ -164,12 +165,12 @@ def people_split(
         found = person(client, where, person_id)
         face_id = person_face(client, where, found, face)
         new = client.post(people_path(where, found, "faces", face_id, "split"))
-    if wants_json(ctx, json_out):
-        output.print_json(out, new)
-        return
-    out.print(
+    output.show(
+        ctx,
+        json_out,
+        new,
         f"face {show_id(ctx, face_id)} split off {show_id(ctx, found)} into new person "
-        f"{show_id(ctx, new.get('id'))}"
+        f"{show_id(ctx, new.get('id'))}",
     )
 
 
@@ -187,10 +188,12 @@ def people_reject(
         found = person(client, where, person_id)
         face_id = person_face(client, where, found, face)
         body = client.delete(people_path(where, found, "faces", face_id))
-    if wants_json(ctx, json_out):
-        output.print_json(out, body)
-        return
-    out.print(f"face {show_id(ctx, face_id)} of {show_id(ctx, found)} rejected and erased")
+    output.show(
+        ctx,
+        json_out,
+        body,
+        f"face {show_id(ctx, face_id)} of {show_id(ctx, found)} rejected and erased",
+    )
 
 
 @people_app.command("cluster")
@@ -200,10 +203,10 @@ def people_cluster(
     """Run a full clustering pass now."""
     with connect(ctx) as client:
         body = client.post(people_path(gallery(ctx, collection), "cluster"))
-    if wants_json(ctx, json_out):
-        output.print_json(out, body)
-        return
-    out.print(
+    output.show(
+        ctx,
+        json_out,
+        body,
         f"{plural(int(body.get('people', 0)), 'person')}, "
-        f"{plural(int(body.get('unclustered', 0)), 'face')} not clustered"
+        f"{plural(int(body.get('unclustered', 0)), 'face')} not clustered",
     )
