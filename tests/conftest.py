@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,20 @@ from facerec_embedder.settings import EmbedderSettings
 from facerec_embedder.stage import EmbedStage
 from facerec_embedder.worker import load_stage as load_embed_stage
 from stack import Stack, redis_server, running_stack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def int8_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The INT8 pack, made once by its script as a user makes it (about 10 s)."""
+    folder = tmp_path_factory.mktemp("buffalo_sc_int8")
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts/make_int8_pack.py"), str(folder)],
+        check=True,
+        capture_output=True,
+    )
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,6 @@
 """The INT8 pack: made offline by scripts/make_int8_pack.py, selected like any pack, and
 another model: its vectors are near FP32's but tagged apart, and never taken for them."""
 
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +17,6 @@ from facerec_embedder.stage import EmbedStage
 from facerec_embedder.worker import load_stage as load_embed_stage
 from facerec_runtime.packs import KNOWN_PACKS, SHA256SUMS
 from images import group_photo
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def int8_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("buffalo_sc_int8")
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts/make_int8_pack.py"), str(folder)],
-        check=True,
-        capture_output=True,
-    )
-    yield folder
 
 
 def represented(detect: DetectStage, embed: EmbedStage) -> RepresentResult:

@@ -24,20 +24,8 @@ from scenes import cut
 from stack import Stack, redis_server, running_stack, wait_until
 from test_schemathesis import CONFIG, STATELESS, report, run_tester, unlimited_key
 
-ROOT = Path(__file__).resolve().parents[1]
 INT8 = "buffalo_sc_int8"
 PEOPLE = 20
-
-
-@pytest.fixture(scope="module")
-def int8_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("int8-pack")
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts/make_int8_pack.py"), str(folder)],
-        check=True,
-        capture_output=True,
-    )
-    return folder
 
 
 @pytest.fixture(scope="module")
