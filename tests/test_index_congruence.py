@@ -13,6 +13,7 @@ from facerec_indexer.index.base import ALL_MODELS, ENROLLED, UNASSIGNED
 from facerec_indexer.index.edge import EdgeIndex
 from facerec_indexer.index.server import ServerIndex
 from facerec_indexer.index.serving import ServingIndex
+from facerec_indexer.index.tiers import Tiering
 from qdrant_client import QdrantClient
 
 DIM = 512
@@ -23,7 +24,8 @@ MODEL = "test_model"
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FaceIndex]:
     backend: FaceIndex
     if request.param == "edge":
-        backend = EdgeIndex(tmp_path / "edge", optimize_after_updates=50)
+        # Tiny shards: the tests also run while shards are being built and merged.
+        backend = EdgeIndex(tmp_path / "edge", Tiering(seal_points=50, merge_factor=2))
     else:
         backend = ServerIndex(QdrantClient(location=":memory:"))
     yield backend
@@ -146,7 +148,7 @@ def test_search_in_an_unknown_model_finds_nothing(index: FaceIndex) -> None:
 def test_edge_index_survives_a_restart(tmp_path: Path) -> None:
     rng = np.random.default_rng(6)
     v = unit(rng, 120)
-    first = EdgeIndex(tmp_path / "edge", optimize_after_updates=100)
+    first = EdgeIndex(tmp_path / "edge", Tiering(seal_points=100))
     first.upsert(MODEL, DIM, [point(x, "t", "c", f"id{i}", str(i)) for i, x in enumerate(v)])
     first.close()
     again = EdgeIndex(tmp_path / "edge")

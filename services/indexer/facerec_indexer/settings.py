@@ -4,6 +4,8 @@ from facerec_common.settings import ServiceSettings
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from facerec_indexer.index.tiers import Tiering
+
 
 class IndexerSettings(ServiceSettings):
     model_config = SettingsConfigDict(
@@ -12,7 +14,7 @@ class IndexerSettings(ServiceSettings):
 
     # Prometheus metrics at http://<host>:<port>/metrics (0: off).
     metrics_port: int = Field(9103, ge=0, le=65535)
-    # Index writes may wait for a segment to be optimised: more time than the model stages.
+    # An index write may wait for a child to copy a shard it builds (seconds at most).
     task_time_limit_s: float = Field(300.0, gt=0)
 
     # Embedded Qdrant Edge keeps its shards here when no Qdrant server is configured.
@@ -34,8 +36,12 @@ class IndexerSettings(ServiceSettings):
     # cannot push the others out of the top k.
     faces_per_candidate: int = Field(8, ge=1)
     max_top_k: int = Field(20, ge=1)
-    # Embedded engine: run Qdrant's optimizer (HNSW build, vacuum) after this many updates.
-    optimize_after_updates: int = Field(2000, ge=1)
+    # Embedded engine: faces written to the live shard (searched by brute force) before a
+    # child process builds it an HNSW index; built shards below index_max_shard_points are
+    # merged once there are index_merge_factor of them (bench/index_growth.py).
+    index_seal_points: int = Field(Tiering.seal_points, ge=1)
+    index_merge_factor: int = Field(Tiering.merge_factor, ge=2)
+    index_max_shard_points: int = Field(Tiering.max_shard_points, ge=1)
     # Grouping unassigned faces into people: a face with at least cluster_min_faces others
     # within cluster_max_distance (cosine distance, 1 - similarity) founds or joins a person.
     # Chosen on faces-dev by bench/cluster.py (see the README).

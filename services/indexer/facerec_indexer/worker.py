@@ -31,6 +31,7 @@ from facerec_indexer.index import FaceIndex
 from facerec_indexer.index.edge import EdgeIndex
 from facerec_indexer.index.server import CollectionLayout, ServerIndex
 from facerec_indexer.index.serving import ServingIndex
+from facerec_indexer.index.tiers import Tiering
 from facerec_indexer.migration import Migrations
 from facerec_indexer.people import People
 from facerec_indexer.settings import IndexerSettings
@@ -51,7 +52,12 @@ def open_index(settings: IndexerSettings) -> FaceIndex:
         return ServerIndex(client, layout)
     root = settings.data_dir / "qdrant"
     log.info("face index: embedded Qdrant Edge in %s", root)
-    return EdgeIndex(root, settings.optimize_after_updates)
+    return EdgeIndex(
+        root,
+        Tiering(
+            settings.index_seal_points, settings.index_merge_factor, settings.index_max_shard_points
+        ),
+    )
 
 
 def main() -> None:
