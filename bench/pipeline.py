@@ -8,12 +8,48 @@ several requests in flight; then single-image recognise latency, one request at 
 """
 
 import argparse
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from faces import InProcess
 from harness import percentile, print_settings, private_stack
+
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and every process below it (the gateway's server, builds)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        times[child] = (int(fields[11]) + int(fields[12])) * TICK_S
+    tree, total = {pid}, 0.0
+    for child in sorted(parents):
+        if child in tree or parents[child] in tree:
+            tree.add(child)
+    for child in tree:
+        total += times.get(child, 0.0)
+    return total
+
+
+def redis_pid(url: str) -> int | None:
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if words and words[0].endswith(b"redis-server") and any(port.encode() in w for w in words):
+            return int(cmdline.parent.name)
+    return None
 
 
 def main() -> None:
@@ -54,10 +90,20 @@ def main() -> None:
 
         for data in payloads[:5]:
             recognize(data)
+        pids = {name.removeprefix("facerec_"): proc.pid for name, proc in stack.procs.items()}
+        redis = redis_pid(stack.redis_url)
+        if redis is not None:
+            pids["redis"] = redis
+        pids["client (this process)"] = os.getpid()
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         start = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
             faces_pipeline = sum(pool.map(recognize, payloads))
         pipeline_rate = len(files) / (time.perf_counter() - start)
+        cpu_ms = {
+            name: (cpu_seconds(pid) - cpu_before[name]) / len(files) * 1000
+            for name, pid in pids.items()
+        }
 
         latencies = []
         for data in payloads[: args.latency_samples]:
@@ -80,6 +126,12 @@ def main() -> None:
         f"latency     recognise  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms (HTTP, wait, one at a time)"
     )
     print(f"latency     added at p50 {p50 - p50_in:+.1f} ms, at p95 {p95 - p95_in:+.1f} ms")
+    # Where the pipeline's CPU goes: on a machine it saturates, the sum bounds throughput.
+    print(
+        "cpu per image (pipeline run): "
+        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in cpu_ms.items())
+        + f"; total {sum(cpu_ms.values()):.1f} ms on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 # Model calls and searches take milliseconds; tasks up to seconds on a busy CPU.
 FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -41,6 +41,19 @@ INDEX_SEARCH = Histogram(
     "One search of the face index (all faces of an image)",
     buckets=FAST_BUCKETS,
 )
+
+INDEX_BUILD = Histogram(
+    "facerec_index_build_seconds",
+    "Embedded index: a child process building a shard, from its start to its swap",
+    ["kind"],
+    buckets=(0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
+)
+INDEX_SWAP_PAUSE = Histogram(
+    "facerec_index_swap_pause_seconds",
+    "Embedded index: the indexer's pause to load a built shard and put it in place",
+    buckets=FAST_BUCKETS,
+)
+INDEX_SHARDS = Gauge("facerec_index_shards", "Embedded index: shards in use", ["model"])
 
 
 @contextmanager

@@ -30,7 +30,7 @@ OPTIMIZERS = qe.EdgeOptimizersConfig(
     vacuum_min_vector_number=0,
 )
 SEARCH_PARAMS = qe.SearchParams(
-    hnsw_ef=128, quantization=qe.QuantizationSearchParams(rescore=True, oversampling=2.0)
+    hnsw_ef=256, quantization=qe.QuantizationSearchParams(rescore=True, oversampling=2.0)
 )
 # Edge's own marker file: a folder holding it is one shard.
 SHARD_MARKER = "edge_config.json"

@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
+from facerec_common.metrics import INDEX_BUILD, INDEX_SHARDS, INDEX_SWAP_PAUSE
 
+from facerec_indexer.index.base import COLLECTION_PREFIX
 from facerec_indexer.index.build import COPIED
 from facerec_indexer.index.shards import SHARD_MARKER, count, create_shard
 
@@ -171,6 +173,9 @@ class ShardSet:
         return f"shard-{self._next:06d}"
 
     def _save(self) -> None:
+        INDEX_SHARDS.labels(self.folder.name.removeprefix(COLLECTION_PREFIX)).set(
+            len(self._members)
+        )
         manifest = {
             "dim": self.dim,
             "next": self._next,
@@ -389,6 +394,10 @@ class ShardSet:
         for operation in build.replay:
             shard.update(operation)
         shard.flush()
+        INDEX_SWAP_PAUSE.observe(time.monotonic() - opening)
+        INDEX_BUILD.labels("merge" if build.merge else "seal").observe(
+            time.monotonic() - build.started
+        )
         points = sum(self._members[name].points for name in build.inputs)
         self._members[build.output] = Member(
             build.output, shard, count(shard), True, erased=build.erased
