@@ -19,6 +19,7 @@ Probes are fresh faces of stored identities.
 
 import argparse
 import json
+import logging
 import os
 import platform
 import shutil
@@ -219,7 +220,10 @@ def main() -> None:
     parser.add_argument("--search-every", type=int, default=20, help="jobs between searches")
     parser.add_argument("--baseline-faces", type=int, default=100_000)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--log", type=Path, help="write the index's own log lines here")
     args = parser.parse_args()
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.INFO, format="%(asctime)s %(message)s")
     settings = IndexerSettings()
     # As the indexer searches for one identity (recognise with top_k 1).
     limit = settings.faces_per_candidate
@@ -269,6 +273,7 @@ def main() -> None:
             search,
             checkpoint,
         )
+        stored = index.count(SCOPE)
         index.close()
 
         baseline: Stretch | None = None
@@ -300,7 +305,7 @@ def main() -> None:
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (at start "
         f"{' '.join(f'{x:.2f}' for x in load_start)})"
     )
-    print(f"faces                 {last:,} at {args.rate:.0f}/s, 2 a job")
+    print(f"faces                 {last:,} at {args.rate:.0f}/s, 2 a job; {stored:,} in the index")
     stretch, recall, reopen = rows[last]
     print(f"at {last:,}: search    {stretch.row()}")
     print(f"at {last:,}: recall@1  {recall:.3f}; reopen {reopen:.2f} s")

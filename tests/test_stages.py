@@ -3,6 +3,7 @@ embedded index in a temporary folder and a real Redis, but no workers, no queues
 gateway. A change to a stage's logic is tested here in seconds; the end-to-end tests still
 run the whole pipeline."""
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import redis
+from facerec_common.batches import BatchLedger
 from facerec_common.codec import pack_vectors, unpack_crops, unpack_vectors
 from facerec_common.errors import IdentityNotFound, InvalidInput, NoFaceFound, StageFailed
 from facerec_common.identities import IdentityRecord
+from facerec_common.jobs import JobWriter
 from facerec_common.kinds import DETECT, EMBED, INDEX, ROUTES, route
 from facerec_common.messages import (
     DetectedFace,
@@ -28,11 +31,14 @@ from facerec_common.results import (
     BatchImageResult,
     DetectResult,
     EnrolResult,
+    NamedImage,
     RecognizeResult,
     RepresentResult,
     VerifyResult,
 )
 from facerec_common.scores import Scoring
+from facerec_common.settings import ServiceSettings
+from facerec_common.worker import StageOutcome, batch_image, stage_app
 from facerec_detector.stage import DetectStage
 from facerec_embedder.stage import EmbedStage
 from facerec_indexer.calls import IndexCalls
@@ -281,3 +287,41 @@ def test_the_indexers_calls_count_and_erase_what_the_stage_stored(
         assert call(IndexCallOp.COUNT, identity_id="bo") == {"count": 0}
     finally:
         index.close()
+
+
+def test_a_batch_image_ended_but_not_counted_is_counted_by_its_redelivery(
+    redis_url: str, client: redis.Redis
+) -> None:
+    """A worker killed between ending a batch image's job and counting it into its batch:
+    the redelivered task does not run again (the job has ended), but counts the image, and
+    a later delivery counts nothing twice."""
+    batch_id = f"batch-{uuid.uuid4().hex[:8]}"
+    result = BatchImageResult(
+        collection=GALLERY,
+        model="m",
+        threshold=0.3,
+        image=NamedImage(name="image0.jpg", width=10, height=10),
+        faces=[],
+    )
+    runs: list[str] = []
+
+    def run(msg: PipelineMessage, _jobs: JobWriter) -> StageOutcome:
+        runs.append(msg.job_id)
+        return StageOutcome(result=result)
+
+    app, _guard = stage_app("test", ServiceSettings(redis_url=redis_url), INDEX, run)
+    msg, _ = message(JobKind.BATCH, b"", collection=GALLERY, batch_id=batch_id)
+    msg.job_id = f"job-{uuid.uuid4().hex[:8]}"
+    client.hset(batch_key(batch_id), mapping={"status": "closed", "submitted": 1})
+    # The dead worker ended the job, and died before counting it.
+    JobWriter(client, 60).finish(msg.job_id, result, 0)
+
+    app.tasks[INDEX.task].apply(args=[msg.to_task()])
+    assert runs == []  # not run again
+    batch = client.hgetall(batch_key(batch_id))
+    assert batch[b"status"] == b"done" and batch[b"done"] == b"1", batch
+
+    app.tasks[INDEX.task].apply(args=[msg.to_task()])
+    assert client.hget(batch_key(batch_id), "done") == b"1"
+    image = batch_image(msg)
+    assert image is not None and not BatchLedger(client).record(image, msg.job_id, result)

@@ -50,6 +50,14 @@ class JobWriter:
         status = self._redis.hget(job_key(job_id), "status")
         return status is not None and text(status) in (JobStatus.DONE, JobStatus.FAILED)
 
+    def outcome(self, job_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """An ended job's stored result and problem (JSON), either of them absent."""
+        result, error = self._redis.hmget(job_key(job_id), ["result", "error"])
+        return (
+            json.loads(result) if result is not None else None,
+            json.loads(error) if error is not None else None,
+        )
+
     def mark_running(self, job_id: str) -> None:
         self._redis.hset(
             job_key(job_id), mapping={"status": JobStatus.RUNNING, "updated_at": _now()}

@@ -37,7 +37,7 @@ from facerec_common.messages import JobKind, PipelineMessage
 from facerec_common.metrics import TASK_DURATION, TASKS, serve_metrics
 from facerec_common.names import BATCH_PRIORITY, attempts_key
 from facerec_common.reaper import Claims, reap
-from facerec_common.results import JobResult
+from facerec_common.results import BatchImageResult, JobResult
 from facerec_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -310,17 +310,7 @@ def stage_app(
         except ValidationError as exc:
             unreadable_message(guard, task, payload, stage_name, exc)
             return
-        if jobs.ended(msg.job_id):
-            # A second delivery of a task whose job has ended (a dead worker's task can be
-            # given back by the reaper after another worker already took it): running it
-            # again could only end the job a second time, with its images gone.
-            log.warning(
-                "%s: job %s has ended already; this delivery is dropped", stage_name, msg.job_id
-            )
-            TASKS.labels(stage_name, "duplicate").inc()
-            return
         batch = batch_image(msg)
-        start = time.perf_counter()
 
         def count_into_batch(
             result: JobResult | None, problem: dict[str, Any] | None = None
@@ -333,6 +323,23 @@ def stage_app(
                     on_batch_done(batch)
                 except Exception:  # the job has ended already; this must not end it again
                     log.exception("after batch %s", batch.batch_id)
+
+        if jobs.ended(msg.job_id):
+            # A second delivery of a task whose job has ended (a dead worker's task can be
+            # given back by the reaper after another worker already took it, or a worker
+            # died between ending the job and counting it): running it again could only
+            # end the job a second time, with its images gone. Its batch still counts it
+            # (the ledger counts a job once), from the outcome the job was ended with.
+            log.warning(
+                "%s: job %s has ended already; this delivery is dropped", stage_name, msg.job_id
+            )
+            TASKS.labels(stage_name, "duplicate").inc()
+            if batch is not None:
+                stored, problem = jobs.outcome(msg.job_id)
+                done = BatchImageResult.model_validate(stored) if stored and not problem else None
+                count_into_batch(done, problem)
+            return
+        start = time.perf_counter()
 
         def fail(problem: dict[str, Any], keep_images: bool) -> None:
             jobs.fail(msg.job_id, problem, len(msg.images), keep_images)
