@@ -9,6 +9,9 @@ import redis.asyncio as aioredis
 from facerec_common.celery_app import make_celery
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,6 +64,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             max_connections=settings.redis_max_connections,
             timeout=settings.redis_pool_timeout_s,
             health_check_interval=30,
+            # A pooled connection to a Redis that has since restarted fails its first
+            # command ("Connection closed by server"): a reconnect and a second try answer
+            # it, instead of a 503 for a request made after Redis is back.
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+            retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
         )
         client = aioredis.Redis(connection_pool=pool)
         celery = make_celery("facerec-gateway", settings.redis_url)
