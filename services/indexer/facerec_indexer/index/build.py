@@ -23,11 +23,10 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import qdrant_edge as qe
 
-from facerec_indexer.index.shards import count, create_shard, pages, shard_config
+from facerec_indexer.index.shards import count, create_shard, pages, shard_config, stored_vector
 
 COPIED = "copied"
 PR_SET_PDEATHSIG = 1
@@ -58,7 +57,9 @@ def build(copies: list[Path], output: Path, dim: int) -> int:
             source = qe.EdgeShard.load(str(copy))
             try:
                 for page in pages(source, with_vector=True):
-                    points = [qe.Point(p.id, _vector(p.vector), p.payload or {}) for p in page]
+                    points = [
+                        qe.Point(p.id, stored_vector(p.vector), p.payload or {}) for p in page
+                    ]
                     if points:
                         shard.update(qe.UpdateOperation.upsert_points(points))
             finally:
@@ -72,12 +73,6 @@ def build(copies: list[Path], output: Path, dim: int) -> int:
 
 def _size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-
-
-def _vector(stored: Any) -> list[float]:
-    # The default (unnamed) vector comes back as a list, or as a dict keyed by "".
-    values = stored.get("", next(iter(stored.values()))) if isinstance(stored, dict) else stored
-    return list(values)
 
 
 def _die_with_parent() -> None:

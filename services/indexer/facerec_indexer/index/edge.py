@@ -27,7 +27,7 @@ from facerec_indexer.index.base import (
     collection_name,
     hit,
 )
-from facerec_indexer.index.shards import SEARCH_PARAMS, pages
+from facerec_indexer.index.shards import SEARCH_PARAMS, pages, stored_vector
 from facerec_indexer.index.tiers import MANIFEST, ShardSet, Tiering, adopt_older_shards
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ class EdgeIndex(FaceIndex):
                 id=str(p.id),
                 model=model,
                 payload=dict(p.payload or {}),
-                vector=_vector(p.vector) if with_vectors else None,
+                vector=np.asarray(stored_vector(p.vector), dtype=np.float32)
+                if with_vectors
+                else None,
             )
             for model in self.models_in(scope)
             for shard in self._sets[model].shards()
@@ -158,9 +160,3 @@ class EdgeIndex(FaceIndex):
         for shards in self._sets.values():
             shards.close()
         self._sets.clear()
-
-
-def _vector(stored: Any) -> npt.NDArray[np.float32]:
-    # Edge returns the default (unnamed) vector as a list, or a dict keyed by name "".
-    values = stored.get("", next(iter(stored.values()))) if isinstance(stored, dict) else stored
-    return np.asarray(values, dtype=np.float32)

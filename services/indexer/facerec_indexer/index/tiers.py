@@ -266,7 +266,8 @@ class ShardSet:
         self._advance()
         erased = False
         for member in list(self._members.values()):
-            before = count(member.shard)
+            # Only a built shard is written again; the live and frozen ones are not counted.
+            before = count(member.shard) if member.built else 0
             self._write(member, operation, deleting=True)
             member.shard.flush()
             if member.built and count(member.shard) < before:
@@ -383,8 +384,7 @@ class ShardSet:
                 stderr[-2000:],
             )
             self._retry_at = time.monotonic() + RETRY_AFTER_S
-            for path in (output, build.work):
-                shutil.rmtree(path, ignore_errors=True)
+            _remove([output, build.work])
             return
         if build.process.stderr:
             build.process.stderr.close()
@@ -442,8 +442,7 @@ class ShardSet:
             build.process.wait()
             if build.process.stderr:
                 build.process.stderr.close()
-            for path in (self.folder / build.output, build.work):
-                shutil.rmtree(path, ignore_errors=True)
+            _remove([self.folder / build.output, build.work])
         self._builds.clear()
         self._drop_spare()
         for member in self._members.values():
