@@ -19,8 +19,9 @@ from harness import percentile, print_settings, private_stack
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of ``pid`` and every process below it (the gateway's server, builds)."""
+def cpu_seconds(pid: int, children: bool = True) -> float:
+    """CPU time of ``pid`` and (``children``) every process below it (the gateway's
+    server, the indexer's builds)."""
     parents: dict[int, int] = {}
     times: dict[int, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -33,7 +34,7 @@ def cpu_seconds(pid: int) -> float:
         times[child] = (int(fields[11]) + int(fields[12])) * TICK_S
     tree, total = {pid}, 0.0
     for child in sorted(parents):
-        if child in tree or parents[child] in tree:
+        if children and (child in tree or parents[child] in tree):
             tree.add(child)
     for child in tree:
         total += times.get(child, 0.0)
@@ -47,7 +48,8 @@ def redis_pid(url: str) -> int | None:
             words = cmdline.read_bytes().split(b"\0")
         except OSError:
             continue
-        if words and words[0].endswith(b"redis-server") and any(port.encode() in w for w in words):
+        # redis-server retitles itself "redis-server 127.0.0.1:PORT".
+        if words and b"redis-server" in words[0] and port.encode() in b" ".join(words):
             return int(cmdline.parent.name)
     return None
 
@@ -94,14 +96,15 @@ def main() -> None:
         redis = redis_pid(stack.redis_url)
         if redis is not None:
             pids["redis"] = redis
+        # This process started the stack: its own time only, not its children's.
         pids["client (this process)"] = os.getpid()
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_before = {name: cpu_seconds(pid, pid != os.getpid()) for name, pid in pids.items()}
         start = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
             faces_pipeline = sum(pool.map(recognize, payloads))
         pipeline_rate = len(files) / (time.perf_counter() - start)
         cpu_ms = {
-            name: (cpu_seconds(pid) - cpu_before[name]) / len(files) * 1000
+            name: (cpu_seconds(pid, pid != os.getpid()) - cpu_before[name]) / len(files) * 1000
             for name, pid in pids.items()
         }
 

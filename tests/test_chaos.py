@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import images
+import numpy as np
 import pytest
 import redis
 from celery import Celery
@@ -34,6 +35,7 @@ from facerec_common.messages import (
 )
 from facerec_common.names import Queue, Task, attempts_key, inflight_key, job_key
 from helpers import JPEG, add, all_results, assert_problem, finished, new_batch, scenes
+from prometheus_client.parser import text_string_to_metric_families
 from stack import Stack, free_port, running_stack, wait_until
 
 WORKERS = {
@@ -270,6 +272,94 @@ def test_a_killed_worker_s_task_goes_to_another_live_worker(
             restart(chaos, broker, Queue.DETECT)
         spare.terminate()
         spare.wait(60)
+
+
+def embed_batch_counts(metrics_url: str) -> tuple[float, float]:
+    """Model calls of a batching embedder, and the tasks they carried (its metrics)."""
+    text = httpx.get(metrics_url, timeout=10).text
+    calls = tasks = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == "facerec_embed_batch_tasks":
+            for sample in family.samples:
+                if sample.name.endswith("_count"):
+                    calls = sample.value
+                elif sample.name.endswith("_sum"):
+                    tasks = sample.value
+    return calls, tasks
+
+
+def test_a_batching_embedder_runs_jobs_together_and_loses_none_when_killed(
+    chaos: Stack, api: httpx.Client, broker: redis.Redis
+) -> None:
+    """An embedder with cross-job batching (threads pool, four tasks at once, a window
+    of 1 s): four jobs' crops go to the model in fewer calls than jobs, each job gets
+    the vectors it gets alone; killed while it holds several tasks, every one of them is
+    done by the embedder started after it."""
+    kill(chaos, Queue.EMBED)
+    port = free_port()
+    env = {
+        **chaos.env,
+        "FACEREC_EMBEDDER_METRICS_PORT": str(port),
+        "FACEREC_EMBEDDER_CONCURRENCY": "4",
+        "FACEREC_EMBEDDER_BATCH_WAIT_MS": "1000",
+    }
+    batching = subprocess.Popen(
+        [sys.executable, "-m", WORKERS[Queue.EMBED]],
+        env=env,
+        stdout=(chaos.logs / "batching-embedder.log").open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    photos = scenes(4)
+
+    def represent_all() -> list[str]:
+        return [
+            api.post(
+                "/v1/represent", files={"image": ("s.jpg", photo, JPEG)}, params={"wait": 0}
+            ).json()["job_id"]
+            for photo in photos
+        ]
+
+    def vectors(job_id: str) -> list[list[float]]:
+        result = json.loads(broker.hget(job_key(job_id), "result") or b"{}")
+        return [face["embedding"] for face in result["faces"] if "embedding" in face]
+
+    def all_done(jobs: list[str]) -> bool:
+        return all(broker.hget(job_key(j), "status") == b"done" for j in jobs)
+
+    try:
+        mine = f"-{batching.pid}"
+        wait_until(
+            lambda: batching.poll() is None
+            and any(w.endswith(mine) for w in live_workers(broker, Queue.EMBED)),
+            120,
+            "the batching embedder",
+        )
+        calls_before, tasks_before = embed_batch_counts(f"http://127.0.0.1:{port}/metrics")
+        together = represent_all()
+        wait_until(lambda: all_done(together), 60, "the jobs embedded together")
+        calls, tasks = embed_batch_counts(f"http://127.0.0.1:{port}/metrics")
+        assert tasks - tasks_before == len(photos)
+        assert calls - calls_before < len(photos)
+        for job_id, photo in zip(together, photos, strict=True):
+            response = api.post(
+                "/v1/represent", files={"image": ("s.jpg", photo, JPEG)}, params={"wait": 30}
+            )
+            alone = [face["embedding"] for face in response.json()["result"]["faces"]]
+            assert len(alone) == len(vectors(job_id)) > 0
+            assert np.allclose(alone, vectors(job_id), atol=1e-4)
+
+        held = represent_all()
+        wait_until(lambda: len(claims(broker, Queue.EMBED)) >= 2, 60, "tasks held at once")
+        batching.send_signal(signal.SIGKILL)
+        batching.wait(10)
+        restart(chaos, broker, Queue.EMBED)
+        wait_until(lambda: all_done(held), STRANDED_BOUND_S, "the killed embedder's jobs")
+    finally:
+        if batching.poll() is None:
+            batching.kill()
+            batching.wait(10)
+        if not chaos.alive()[WORKERS[Queue.EMBED]]:
+            restart(chaos, broker, Queue.EMBED)
 
 
 def big_photo() -> bytes:

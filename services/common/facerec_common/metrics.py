@@ -1,7 +1,8 @@
 """Prometheus metrics of the workers, served over HTTP on each worker's metrics port.
 
-Workers run Celery's solo pool: one process per worker, so the default registry holds
-every sample and no multiprocess directory is needed.
+Workers run Celery's solo pool (the embedder its threads pool when it batches across jobs):
+one process per worker either way, so the default registry holds every sample and no
+multiprocess directory is needed.
 """
 
 import time
@@ -35,6 +36,16 @@ MODEL_INFERENCE = Histogram(
     "One model call (a whole batch for recognition)",
     ["model"],
     buckets=FAST_BUCKETS,
+)
+EMBED_BATCH_FACES = Histogram(
+    "facerec_embed_batch_faces",
+    "Embedder with cross-job batching: crops in one model call",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+EMBED_BATCH_TASKS = Histogram(
+    "facerec_embed_batch_tasks",
+    "Embedder with cross-job batching: tasks whose crops went into one model call",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64),
 )
 INDEX_SEARCH = Histogram(
     "facerec_index_search_seconds",

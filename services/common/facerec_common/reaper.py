@@ -15,6 +15,7 @@ delivery and its claim.
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,9 +36,13 @@ class Claims:
         self._worker = worker
         self._queue = queue
         self._tags: dict[str, str] = {}  # task id -> delivery tag
+        # Claimed by the consumer thread, released by the task's thread, read by the
+        # heartbeat thread.
+        self._lock = threading.Lock()
 
     def claim(self, task_id: str, tag: str, job_id: str | None) -> None:
-        self._tags[task_id] = tag
+        with self._lock:
+            self._tags[task_id] = tag
         record = {"worker": self._worker, "queue": self._queue, "job_id": job_id, "at": time.time()}
         try:
             self._redis.hset(inflight_key(), tag, json.dumps(record))
@@ -46,10 +51,12 @@ class Claims:
 
     def holding(self) -> dict[str, Any]:
         """The delivery tags this worker holds, and when that was read."""
-        return {"holding_at": time.time(), "holding": sorted(self._tags.values())}
+        with self._lock:
+            return {"holding_at": time.time(), "holding": sorted(self._tags.values())}
 
     def release(self, task_id: str) -> None:
-        tag = self._tags.pop(task_id, None)
+        with self._lock:
+            tag = self._tags.pop(task_id, None)
         if tag is None:
             return
         try:

@@ -188,13 +188,16 @@ def run_worker(
     queue: str,
     settings: ServiceSettings,
     probe: Callable[[], dict[str, Any]] | None = None,
+    concurrency: int = 1,
 ) -> None:
     """Consume ``queue`` in this process (solo pool) until stopped.
 
     Solo pool: the models are loaded once in this process and every task runs here, so
     nothing is forked after loading and metrics stay in one process. Scale by running
     more worker processes (or pods). SIGTERM is Celery's warm shutdown: the running task
-    finishes and is acknowledged, then the process exits.
+    finishes and is acknowledged, then the process exits. With ``concurrency`` above 1,
+    Celery's threads pool runs that many tasks at once in this process (the embedder's
+    cross-job batching); each holds its own claim.
     """
     hostname = f"{queue}@{socket.gethostname()}-{os.getpid()}"
     client = redis_client(settings)
@@ -249,7 +252,9 @@ def run_worker(
             "--queues",
             queue,
             "--pool",
-            "solo",
+            "solo" if concurrency == 1 else "threads",
+            "--concurrency",
+            str(concurrency),
             "--hostname",
             hostname,
             "--loglevel",

@@ -16,6 +16,12 @@ class EmbedderSettings(ServiceSettings, RuntimeSettings):
 
     # Crops per inference call; all faces of an image go in one call up to this many.
     batch_size: int = Field(32, ge=1, le=1024)
+    # Tasks run at once (Celery's threads pool above 1). Their crops go to the model
+    # together, up to batch_size a call: cross-job batching (facerec_embedder.batching).
+    concurrency: int = Field(1, ge=1, le=256)
+    # With concurrency above 1: how long the model, given a first task's crops, waits
+    # for more before it runs (0: never; batches form from tasks that queued meanwhile).
+    batch_wait_ms: float = Field(0.0, ge=0, le=1000)
     # Overrides the model pack's default match threshold (cosine similarity).
     threshold: float | None = Field(None, ge=-1, le=1)
     # Packs besides model_pack that galleries may migrate to (or have migrated to), each

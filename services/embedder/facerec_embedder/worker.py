@@ -16,7 +16,7 @@ from facerec_runtime.loader import load_model
 from facerec_runtime.packs import KNOWN_PACKS, file_sha256, verified_path
 
 from facerec_embedder.galleries import GalleryEmbedding
-from facerec_embedder.model import FaceEmbedder
+from facerec_embedder.model import Batching, FaceEmbedder
 from facerec_embedder.settings import EmbedderSettings
 from facerec_embedder.stage import EmbedStage
 
@@ -26,10 +26,16 @@ log = logging.getLogger(__name__)
 def load_stage(settings: EmbedderSettings) -> EmbedStage:
     """The embed stage of ``settings.model_pack`` from ``settings.models_dir``."""
     pack = KNOWN_PACKS[settings.model_pack]
+    batching = (
+        Batching(settings.batch_wait_ms / 1000, settings.task_time_limit_s)
+        if settings.concurrency > 1
+        else None
+    )
     embedder = FaceEmbedder(
         load_model(pack, pack.recognizer, "recognition", settings, max_batch=settings.batch_size),
         name=pack.recognizer_name,
         batch_size=settings.batch_size,
+        batching=batching,
     )
     embedder.warm_up()
     log.info("embedder ready: %s (%d-d) on %s", embedder.name, embedder.dim, embedder.providers)
@@ -87,4 +93,4 @@ def main() -> None:
         record(guard.client)
     except redis.RedisError:  # Redis away at start: the first task records them
         log.warning("could not record the model tags in Redis; the first task will")
-    run_worker(app, Queue.EMBED, settings)
+    run_worker(app, Queue.EMBED, settings, concurrency=settings.concurrency)
