@@ -329,8 +329,10 @@ def test_a_batching_embedder_runs_jobs_together_and_loses_none_when_killed(
     try:
         mine = f"-{batching.pid}"
         wait_until(
-            lambda: batching.poll() is None
-            and any(w.endswith(mine) for w in live_workers(broker, Queue.EMBED)),
+            lambda: (
+                batching.poll() is None
+                and any(w.endswith(mine) for w in live_workers(broker, Queue.EMBED))
+            ),
             120,
             "the batching embedder",
         )
