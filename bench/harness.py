@@ -27,13 +27,15 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def private_stack() -> Iterator[tuple[Path, Stack, httpx.Client]]:
+def private_stack(
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[Path, Stack, httpx.Client]]:
     """A whole stack (redis-server, the three workers, the gateway) in a temporary folder,
-    with an admin client for it."""
+    with an admin client for it; ``extra_env`` changes settings (print_settings shows them)."""
     with (
         tempfile.TemporaryDirectory() as tmp_name,
         redis_server(Path(tmp_name) / "redis") as url,
-        running_stack(Path(tmp_name), url) as stack,
+        running_stack(Path(tmp_name), url, extra_env) as stack,
         httpx.Client(base_url=stack.url, timeout=60, headers={"X-API-Key": stack.admin_key}) as api,
     ):
         yield Path(tmp_name), stack, api
