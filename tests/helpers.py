@@ -6,13 +6,29 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
 import images
+from prometheus_client.metrics_core import Metric
 from stack import Stack, wait_until
 
 JPEG = "image/jpeg"
+
+
+def histogram_count_sum(families: Iterable[Metric], name: str) -> tuple[float, float]:
+    """A histogram's observation count and sum, from a registry's or a scrape's families."""
+    count = total = 0.0
+    for family in families:
+        if family.name != name:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_count"):
+                count = sample.value
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+    return count, total
 
 
 def upload(data: bytes, name: str = "image.jpg", field: str = "image") -> dict[str, Any]:

@@ -34,7 +34,16 @@ from facerec_common.messages import (
     PipelineMessage,
 )
 from facerec_common.names import Queue, Task, attempts_key, inflight_key, job_key
-from helpers import JPEG, add, all_results, assert_problem, finished, new_batch, scenes
+from helpers import (
+    JPEG,
+    add,
+    all_results,
+    assert_problem,
+    finished,
+    histogram_count_sum,
+    new_batch,
+    scenes,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from stack import Stack, free_port, running_stack, wait_until
 
@@ -277,15 +286,7 @@ def test_a_killed_worker_s_task_goes_to_another_live_worker(
 def embed_batch_counts(metrics_url: str) -> tuple[float, float]:
     """Model calls of a batching embedder, and the tasks they carried (its metrics)."""
     text = httpx.get(metrics_url, timeout=10).text
-    calls = tasks = 0.0
-    for family in text_string_to_metric_families(text):
-        if family.name == "facerec_embed_batch_tasks":
-            for sample in family.samples:
-                if sample.name.endswith("_count"):
-                    calls = sample.value
-                elif sample.name.endswith("_sum"):
-                    tasks = sample.value
-    return calls, tasks
+    return histogram_count_sum(text_string_to_metric_families(text), "facerec_embed_batch_tasks")
 
 
 def test_a_batching_embedder_runs_jobs_together_and_loses_none_when_killed(

@@ -18,6 +18,7 @@ from facerec_embedder.model import Batching, FaceEmbedder
 from facerec_embedder.settings import EmbedderSettings
 from facerec_runtime.loader import load_model
 from facerec_runtime.packs import KNOWN_PACKS
+from helpers import histogram_count_sum
 
 
 def embedder(batching: Batching | None) -> FaceEmbedder:
@@ -34,14 +35,7 @@ def crops(count: int, seed: int) -> npt.NDArray[np.uint8]:
 
 def model_calls() -> tuple[float, float]:
     """How many model calls the batchers made, and how many task calls they carried."""
-    count = sum_ = 0.0
-    for metric in EMBED_BATCH_TASKS.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_count"):
-                count = sample.value
-            elif sample.name.endswith("_sum"):
-                sum_ = sample.value
-    return count, sum_
+    return histogram_count_sum(EMBED_BATCH_TASKS.collect(), "facerec_embed_batch_tasks")
 
 
 def test_calls_from_many_tasks_go_to_the_model_together_and_get_their_own_rows() -> None:
