@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import redis
-from facerec_common.names import inflight_key
+from facerec_common.heartbeat import beat_value
+from facerec_common.names import UNACKED_INDEX, Queue, inflight_key, reaping_key, workers_key
 from facerec_common.reaper import reap
 from stack import redis_server
 
@@ -59,3 +60,72 @@ def test_a_claim_taken_by_another_reaper_is_not_restored_twice(client: redis.Red
         assert held["worker"] == "detect@spare-2"
     finally:
         client.hdel(inflight_key(), tag)
+
+
+def live_worker(client: redis.Redis, holding: list[str], beat_at: float) -> None:
+    facts = {"holding": holding, "holding_at": beat_at}
+    client.hset(workers_key(Queue.EMBED), "embed@live-1", beat_value(5, facts, now=beat_at))
+
+
+def test_a_delivery_its_worker_never_claimed_is_sent_again_once(client: redis.Redis) -> None:
+    """A worker killed between receiving a message and claiming it leaves the message in
+    kombu's unacked list with no claim: once every live worker has beaten since and none
+    holds it, one reaper restores it, once."""
+    now = time.time()
+    client.zadd(
+        UNACKED_INDEX,
+        {"lost": now - 30, "held": now - 30, "claimed": now - 30, "fresh": now - 1},
+    )
+    client.hset(inflight_key(), "claimed", claim("embed@live-1").replace("detect", "embed"))
+    live_worker(client, ["held", "claimed"], beat_at=now)
+    first: list[str] = []
+    second: list[str] = []
+    reap(client, first.append, unclaimed_grace_s=10)
+    reap(client, second.append, unclaimed_grace_s=10)  # another reaper, right after
+    assert (first, second) == (["lost"], [])
+
+
+def test_an_unclaimed_delivery_is_left_while_a_live_beat_predates_it(
+    client: redis.Redis,
+) -> None:
+    """A live worker whose last beat is older than the delivery may hold it: wait."""
+    now = time.time()
+    client.zadd(UNACKED_INDEX, {"recent": now - 12})
+    live_worker(client, [], beat_at=now - 13)
+    restored: list[str] = []
+    reap(client, restored.append, unclaimed_grace_s=10)
+    assert restored == []
+    live_worker(client, [], beat_at=now)
+    reap(client, restored.append, unclaimed_grace_s=10)
+    assert restored == ["recent"]
+
+
+class StaleDeliveries(StaleReads):
+    """A client whose read of the unacked list returns what it was earlier."""
+
+    def __init__(self, client: redis.Redis, deliveries: Any) -> None:
+        super().__init__(client, client.hgetall(inflight_key()))
+        self._deliveries = deliveries
+
+    def zrangebyscore(self, *_: Any, **__: Any) -> Any:
+        return self._deliveries
+
+
+def test_an_unclaimed_delivery_given_out_again_is_not_restored_twice(
+    client: redis.Redis,
+) -> None:
+    """A reaper that read the unacked list before another restored a message, and a live
+    worker received it again (same tag, a new time), leaves it alone."""
+    now = time.time()
+    client.zadd(UNACKED_INDEX, {"again": now - 30})
+    earlier = client.zrangebyscore(UNACKED_INDEX, "-inf", now, withscores=True)
+    live_worker(client, [], beat_at=now)
+    first: list[str] = []
+    reap(client, first.append, unclaimed_grace_s=10)
+    assert first == ["again"]
+    client.delete(reaping_key("again"))  # the first reaper's hold has run out
+    client.zadd(UNACKED_INDEX, {"again": time.time()})  # delivered again
+    second: list[str] = []
+    stale: Any = StaleDeliveries(client, earlier)
+    reap(stale, second.append, unclaimed_grace_s=10)
+    assert second == []

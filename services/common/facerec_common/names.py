@@ -70,6 +70,16 @@ def workers_key(queue: str) -> str:
     return f"{PREFIX}:workers:{queue}"
 
 
+# kombu's Redis transport: delivery tag -> time, of every message handed to a consumer
+# and not yet acknowledged (its default ``unacked_index_key``).
+UNACKED_INDEX = "unacked_index"
+
+
+def reaping_key(tag: str) -> str:
+    """Held for a while by the one reaper restoring an unclaimed message."""
+    return f"{PREFIX}:reaping:{tag}"
+
+
 def inflight_key() -> str:
     """Hash of the task each worker is running: worker name -> JSON (queue, delivery tag,
     job id). A task whose worker's heartbeat stopped is sent again from here."""

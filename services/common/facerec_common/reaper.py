@@ -9,8 +9,11 @@ heartbeat thread also reaps: a claim whose worker's heartbeat has expired is tak
 only if it is still the claim that was read, so two reapers never both act on it) and its
 message restored to the front of its queue with kombu's own ``restore_by_tag``.
 
-The visibility timeout stays as the backstop for the moment between a message's
-delivery and its claim.
+A worker can also die in the moment between the broker handing it a message and its
+claim (a worker running several tasks at once takes messages while its tasks run, so it
+meets that moment more often). Such a message waits in the broker's unacked list with no
+claim; once it is older than a few beats and no live worker's beat lists it, the reaper
+restores it too. The visibility timeout stays as the last backstop.
 """
 
 import json
@@ -18,12 +21,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from facerec_common.heartbeat import parse_beats
-from facerec_common.names import Queue, inflight_key, workers_key
+from facerec_common.names import UNACKED_INDEX, Queue, inflight_key, reaping_key, workers_key
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +86,23 @@ _TAKE_CLAIM = redis.Redis().register_script(
 )
 
 
-def reap(client: redis.Redis, restore: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Restore every claimed message whose worker is not alive; forget dead workers.
+# A message delivered this long ago with no claim lost its worker before the claim (a
+# live worker claims within milliseconds of delivery, and beats every interval).
+UNCLAIMED_GRACE_S = 15.0
+
+
+def reap(
+    client: redis.Redis,
+    restore: Callable[[str], None],
+    unclaimed_grace_s: float = UNCLAIMED_GRACE_S,
+) -> list[dict[str, Any]]:
+    """Restore every claimed message whose worker is not alive, and every message
+    delivered more than ``unclaimed_grace_s`` ago that nobody claimed; forget dead workers.
 
     A worker that stopped cleanly released its claims and removed its beat, so a claim
     naming a worker without a live beat belongs to a dead one; so does a claim that its
-    live worker's beat no longer lists. Returns the claims restored.
+    live worker's beat no longer lists. Returns the claims restored (an unclaimed
+    message's as ``{"job_id": None, "unclaimed": True}``).
     """
     live: dict[str, dict[str, Any]] = {}
     expired: dict[Queue, list[str]] = {}
@@ -118,7 +132,45 @@ def reap(client: redis.Redis, restore: Callable[[str], None]) -> list[dict[str, 
             claim.get("job_id"),
         )
         restored.append(claim)
+    restored += _restore_unclaimed(client, restore, live, unclaimed_grace_s)
     for queue, names in expired.items():
         if names:
             client.hdel(workers_key(queue), *names)
+    return restored
+
+
+def _restore_unclaimed(
+    client: redis.Redis,
+    restore: Callable[[str], None],
+    live: dict[str, dict[str, Any]],
+    grace_s: float,
+) -> list[dict[str, Any]]:
+    """Restore the messages delivered before ``grace_s`` ago that no claim and no live
+    worker's beat (read after the delivery) holds."""
+    cutoff = time.time() - grace_s
+    old = cast(
+        list[tuple[bytes | str, float]],
+        client.zrangebyscore(UNACKED_INDEX, "-inf", cutoff, withscores=True),
+    )
+    if not old:
+        return []
+    claimed = {t.decode() if isinstance(t, bytes) else t for t in client.hkeys(inflight_key())}
+    held = {tag for beat in live.values() for tag in beat.get("holding", [])}
+    beats_since = min((float(b.get("holding_at", 0)) for b in live.values()), default=cutoff)
+    restored: list[dict[str, Any]] = []
+    for raw_tag, delivered in old:
+        tag = raw_tag.decode() if isinstance(raw_tag, bytes) else raw_tag
+        # Every live worker must have beaten since the delivery for its beat to tell.
+        if tag in claimed or tag in held or beats_since <= delivered:
+            continue
+        # One reaper at a time per message, and only if it is still the same delivery
+        # (a restored message given out again is in the list again, with a new time).
+        if not client.set(reaping_key(tag), 1, nx=True, ex=max(1, int(grace_s))):
+            continue
+        if client.zscore(UNACKED_INDEX, tag) != delivered or client.hexists(inflight_key(), tag):
+            continue
+        restore(tag)
+        age = time.time() - delivered
+        log.warning("message %s was delivered %.0f s ago and never claimed; sent again", tag, age)
+        restored.append({"job_id": None, "unclaimed": True, "tag": tag})
     return restored

@@ -29,7 +29,7 @@ from facerec_common.batches import BatchImage, BatchLedger
 from facerec_common.celery_app import make_celery
 from facerec_common.deadletters import DeadLetterStore, new_letter
 from facerec_common.errors import FaceRecError, StageFailed, StageTimeout, WorkerCrashed
-from facerec_common.heartbeat import start_heartbeat
+from facerec_common.heartbeat import MISSED_BEATS, start_heartbeat
 from facerec_common.jobs import JobWriter, problem_of
 from facerec_common.kinds import StageName, route
 from facerec_common.logs import job_context
@@ -216,8 +216,11 @@ def run_worker(
     def on_postrun(task_id: str = "", **_: Any) -> None:
         claims.release(task_id)
 
+    # An unclaimed delivery is given up on once every live worker has beaten since.
+    unclaimed_grace_s = (MISSED_BEATS + 1) * settings.heartbeat_interval_s
+
     def reap_dead() -> None:
-        reap(client, restore)
+        reap(client, restore, unclaimed_grace_s)
 
     def facts() -> dict[str, Any]:
         # The claims this worker still holds ride in its beat: a claim it no longer holds

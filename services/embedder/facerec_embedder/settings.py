@@ -18,10 +18,9 @@ class EmbedderSettings(ServiceSettings, RuntimeSettings):
     batch_size: int = Field(32, ge=1, le=1024)
     # Tasks run at once (Celery's threads pool above 1). Their crops go to the model
     # together, up to batch_size a call: cross-job batching (facerec_embedder.batching).
-    # On a CPU 4 measured faster (bench/pipeline.py: 1.65-1.68x in-process, 1.53 with 1)
-    # but is not the default: a worker killed between a message's delivery and its claim
-    # leaves it to the visibility timeout, and several tasks at once widen that window.
-    concurrency: int = Field(1, ge=1, le=256)
+    # On a CPU too: while the model runs one batch, the next tasks' Redis and Celery work
+    # runs beside it (bench/pipeline.py: 1.65-1.68x in-process with 4, 1.53 with 1).
+    concurrency: int = Field(4, ge=1, le=256)
     # With concurrency above 1: how long the model, given a first task's crops, waits
     # for more before it runs (0: never; batches form from tasks that queued meanwhile).
     batch_wait_ms: float = Field(0.0, ge=0, le=1000)
