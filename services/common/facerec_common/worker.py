@@ -254,10 +254,14 @@ def run_worker(
             "worker",
             "--queues",
             queue,
-            "--pool",
-            "solo" if concurrency == 1 else "threads",
-            "--concurrency",
-            str(concurrency),
+            *(
+                # Solo keeps Celery's own prefetch (its multiplier times the CPU count):
+                # a slot left over lets a worker whose ack or reject failed while Redis
+                # was away go on consuming (with exactly one it took nothing more).
+                ["--pool", "solo"]
+                if concurrency == 1
+                else ["--pool", "threads", "--concurrency", str(concurrency)]
+            ),
             "--hostname",
             hostname,
             "--loglevel",
