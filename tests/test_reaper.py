@@ -37,8 +37,12 @@ class StaleReads:
         return getattr(self._client, name)
 
 
-def claim(worker: str) -> str:
-    return json.dumps({"worker": worker, "queue": "detect", "job_id": "j", "at": time.time()})
+# How long an unclaimed delivery waits here before a reaper restores it.
+GRACE_S = 10.0
+
+
+def claim(worker: str, queue: str = "detect") -> str:
+    return json.dumps({"worker": worker, "queue": queue, "job_id": "j", "at": time.time()})
 
 
 def test_a_claim_taken_by_another_reaper_is_not_restored_twice(client: redis.Redis) -> None:
@@ -50,11 +54,11 @@ def test_a_claim_taken_by_another_reaper_is_not_restored_twice(client: redis.Red
     try:
         # One reaper restores the dead worker's task; a live worker receives it again
         # under the same delivery tag and claims it.
-        assert [c["worker"] for c in reap(client, first.append)] == ["detect@gone-1"]
+        assert [c["worker"] for c in reap(client, first.append, GRACE_S)] == ["detect@gone-1"]
         client.hset(inflight_key(), tag, claim("detect@spare-2"))
         # A second reaper that read the claims before all this acts on nothing.
         stale: Any = StaleReads(client, earlier)
-        assert reap(stale, second.append) == []
+        assert reap(stale, second.append, GRACE_S) == []
         assert (first, second) == ([tag], [])
         held = json.loads(client.hget(inflight_key(), tag) or b"{}")
         assert held["worker"] == "detect@spare-2"
@@ -76,12 +80,12 @@ def test_a_delivery_its_worker_never_claimed_is_sent_again_once(client: redis.Re
         UNACKED_INDEX,
         {"lost": now - 30, "held": now - 30, "claimed": now - 30, "fresh": now - 1},
     )
-    client.hset(inflight_key(), "claimed", claim("embed@live-1").replace("detect", "embed"))
+    client.hset(inflight_key(), "claimed", claim("embed@live-1", "embed"))
     live_worker(client, ["held", "claimed"], beat_at=now)
     first: list[str] = []
     second: list[str] = []
-    reap(client, first.append, unclaimed_grace_s=10)
-    reap(client, second.append, unclaimed_grace_s=10)  # another reaper, right after
+    reap(client, first.append, GRACE_S)
+    reap(client, second.append, GRACE_S)  # another reaper, right after
     assert (first, second) == (["lost"], [])
 
 
@@ -93,10 +97,10 @@ def test_an_unclaimed_delivery_is_left_while_a_live_beat_predates_it(
     client.zadd(UNACKED_INDEX, {"recent": now - 12})
     live_worker(client, [], beat_at=now - 13)
     restored: list[str] = []
-    reap(client, restored.append, unclaimed_grace_s=10)
+    reap(client, restored.append, GRACE_S)
     assert restored == []
     live_worker(client, [], beat_at=now)
-    reap(client, restored.append, unclaimed_grace_s=10)
+    reap(client, restored.append, GRACE_S)
     assert restored == ["recent"]
 
 
@@ -121,11 +125,11 @@ def test_an_unclaimed_delivery_given_out_again_is_not_restored_twice(
     earlier = client.zrangebyscore(UNACKED_INDEX, "-inf", now, withscores=True)
     live_worker(client, [], beat_at=now)
     first: list[str] = []
-    reap(client, first.append, unclaimed_grace_s=10)
+    reap(client, first.append, GRACE_S)
     assert first == ["again"]
     client.delete(reaping_key("again"))  # the first reaper's hold has run out
     client.zadd(UNACKED_INDEX, {"again": time.time()})  # delivered again
     second: list[str] = []
     stale: Any = StaleDeliveries(client, earlier)
-    reap(stale, second.append, unclaimed_grace_s=10)
+    reap(stale, second.append, GRACE_S)
     assert second == []

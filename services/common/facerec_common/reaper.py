@@ -86,23 +86,19 @@ _TAKE_CLAIM = redis.Redis().register_script(
 )
 
 
-# A message delivered this long ago with no claim lost its worker before the claim (a
-# live worker claims within milliseconds of delivery, and beats every interval).
-UNCLAIMED_GRACE_S = 15.0
-
-
 def reap(
     client: redis.Redis,
     restore: Callable[[str], None],
-    unclaimed_grace_s: float = UNCLAIMED_GRACE_S,
+    unclaimed_grace_s: float,
 ) -> list[dict[str, Any]]:
     """Restore every claimed message whose worker is not alive, and every message
-    delivered more than ``unclaimed_grace_s`` ago that nobody claimed; forget dead workers.
+    delivered more than ``unclaimed_grace_s`` ago that nobody claimed (a live worker
+    claims within milliseconds of a delivery); forget dead workers.
 
     A worker that stopped cleanly released its claims and removed its beat, so a claim
     naming a worker without a live beat belongs to a dead one; so does a claim that its
     live worker's beat no longer lists. Returns the claims restored (an unclaimed
-    message's as ``{"job_id": None, "unclaimed": True}``).
+    message's as ``{"job_id": None, "unclaimed": True, "tag": tag}``).
     """
     live: dict[str, dict[str, Any]] = {}
     expired: dict[Queue, list[str]] = {}
@@ -111,7 +107,8 @@ def reap(
         live.update(beats)
         expired[queue] = gone
     restored: list[dict[str, Any]] = []
-    for raw_tag, raw_claim in client.hgetall(inflight_key()).items():
+    claims = client.hgetall(inflight_key())
+    for raw_tag, raw_claim in claims.items():
         tag = raw_tag.decode() if isinstance(raw_tag, bytes) else raw_tag
         try:
             claim = json.loads(raw_claim)
@@ -132,7 +129,8 @@ def reap(
             claim.get("job_id"),
         )
         restored.append(claim)
-    restored += _restore_unclaimed(client, restore, live, unclaimed_grace_s)
+    claimed = {t.decode() if isinstance(t, bytes) else t for t in claims}
+    restored += _restore_unclaimed(client, restore, live, claimed, unclaimed_grace_s)
     for queue, names in expired.items():
         if names:
             client.hdel(workers_key(queue), *names)
@@ -143,9 +141,11 @@ def _restore_unclaimed(
     client: redis.Redis,
     restore: Callable[[str], None],
     live: dict[str, dict[str, Any]],
+    claimed: set[str],
     grace_s: float,
 ) -> list[dict[str, Any]]:
-    """Restore the messages delivered before ``grace_s`` ago that no claim and no live
+    """Restore the messages delivered before ``grace_s`` ago that no claim (``claimed``:
+    the tags of the claims as read, each checked again before its restore) and no live
     worker's beat (read after the delivery) holds."""
     cutoff = time.time() - grace_s
     old = cast(
@@ -154,7 +154,6 @@ def _restore_unclaimed(
     )
     if not old:
         return []
-    claimed = {t.decode() if isinstance(t, bytes) else t for t in client.hkeys(inflight_key())}
     held = {tag for beat in live.values() for tag in beat.get("holding", [])}
     beats_since = min((float(b.get("holding_at", 0)) for b in live.values()), default=cutoff)
     restored: list[dict[str, Any]] = []
